@@ -1,0 +1,36 @@
+"""Where scenecls keeps exported bundles and text embeddings, and atomic file writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def scenecls_home() -> Path:
+    """``$SCENECLS_HOME``, default ``~/.cache/scenecls``."""
+    env = os.environ.get("SCENECLS_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "scenecls"
+
+
+def bundles_dir() -> Path:
+    return scenecls_home() / "bundles"
+
+
+def text_cache_dir() -> Path:
+    return scenecls_home() / "text-embeddings"
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` via a temporary file and rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,47 @@
+"""Helpers shared by the scripts: locating ../shared and building reference models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SCENECLS_SHARED", REPO.parent / "shared"))
+MEDIA = SHARED / "media"
+
+
+def videos() -> list[Path]:
+    found = sorted(p for p in MEDIA.glob("*") if p.suffix in {".mp4", ".gif"})
+    if not found:
+        sys.exit(f"no sample videos in {MEDIA}: set SCENECLS_SHARED to the shared folder")
+    return found
+
+
+def ensure_ref_model(folder: Path, tiny: bool = False) -> Path:
+    """Build a random-weight CLIP in the hub layout with shared/tools/make_ref_model.py,
+    unless ``folder`` already holds one."""
+    if (folder / "model.safetensors").is_file():
+        return folder
+    cmd = [sys.executable, str(SHARED / "tools" / "make_ref_model.py"), str(folder)]
+    if tiny:
+        cmd.append("--tiny")
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def read_frames(path: Path, count: int) -> list:  # type: ignore[type-arg]
+    """``count`` frames spread evenly over a video or animated GIF, HxWx3 uint8 BGR."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    step = max(1, len(frames) // count)
+    return frames[::step][:count]

@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny random-weight CLIP in the hub's layout, its bundle, real frames.
+
+No test touches the network: HF_HUB_OFFLINE is set before anything imports the hub.
+Everything heavy is built once per session into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SCENECLS_SHARED", REPO.parent / "shared"))
+MEDIA = SHARED / "media"
+VIDEOS = sorted(p for p in MEDIA.glob("*") if p.suffix in {".mp4", ".gif"})
+
+
+def _need_shared() -> None:
+    if not (SHARED / "tools" / "make_ref_model.py").is_file() or not VIDEOS:
+        pytest.fail(
+            f"{SHARED} (shared tools and media) is missing: set SCENECLS_SHARED", pytrace=False
+        )
+
+
+def build_ref_model(out: Path, tiny: bool) -> Path:
+    """Run the shared make_ref_model.py tool: a random CLIP in the hub's layout."""
+    _need_shared()
+    cmd = [sys.executable, str(SHARED / "tools" / "make_ref_model.py"), str(out)]
+    if tiny:
+        cmd.append("--tiny")
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test gets its own empty SCENECLS_HOME (cache)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("SCENECLS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP checkpoint folder in the Hugging Face hub layout."""
+    return build_ref_model(tmp_path_factory.mktemp("hf") / "tiny-clip", tiny=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported to an fp32 bundle (read-only for tests: copy to alter)."""
+    from scenecls.export import export_bundle
+
+    return export_bundle(str(tiny_hf), tmp_path_factory.mktemp("bundles") / "tiny-fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_bundle: Path):
+    import scenecls
+
+    return scenecls.load_model(tiny_bundle, device="cpu")
+
+
+def read_frames(path: Path, count: int) -> list:  # type: ignore[type-arg]
+    """``count`` frames spread over a video or GIF, as HxWx3 uint8 BGR arrays."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert frames, f"could not decode {path}"
+    step = max(1, len(frames) // count)
+    return frames[::step][:count]
+
+
+@pytest.fixture(scope="session")
+def real_frames() -> list:  # type: ignore[type-arg]
+    """Three frames from every sample video in shared/media (BGR uint8)."""
+    _need_shared()
+    return [f for v in VIDEOS for f in read_frames(v, 3)]

@@ -23,6 +23,13 @@ def text_cache_dir() -> Path:
     return scenecls_home() / "text-embeddings"
 
 
+def default_file_mode() -> int:
+    """Permissions a newly created file gets under the current umask (0o644 usually)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` via a temporary file and rename: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +37,7 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

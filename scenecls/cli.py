@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, SceneclsError, UsageError
+from .smoothing import MODES
 
 log = logging.getLogger("scenecls")
 
@@ -99,6 +100,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label_options(cls)
     cls.add_argument("--top-k", type=int, default=3, help="labels to show per image (default 3)")
     cls.add_argument("--json", action="store_true", help="one JSON object per image per line")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="classify a video, stream, webcam or image folder",
+        description="Classify every frame of SOURCE, smooth the labels into "
+        "segments, and write or show the results.",
+    )
+    run.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="video file, image folder, webcam index (0) or stream URL (rtsp://, http(s)://)",
+    )
+    _add_model_options(run)
+    _add_label_options(run)
+    g = run.add_argument_group("sampling")
+    g.add_argument(
+        "--fps",
+        type=float,
+        help="analyse at most N frames per second of video (files; default: every frame)",
+    )
+    g.add_argument(
+        "--image-fps",
+        type=float,
+        default=1.0,
+        help="frame rate given to an image folder (default 1)",
+    )
+    g.add_argument(
+        "--batch", type=int, default=16, help="frames per encoder call for files (default 16)"
+    )
+    g = run.add_argument_group("smoothing (times in seconds)")
+    g.add_argument(
+        "--smoothing",
+        choices=list(MODES),
+        default="ema+hysteresis",
+        help="default ema+hysteresis: EMA on probabilities plus min-dwell/margin",
+    )
+    g.add_argument("--half-life", type=float, default=0.5, help="EMA half-life (default 0.5 s)")
+    g.add_argument(
+        "--min-dwell",
+        type=float,
+        default=1.0,
+        help="a new label must lead this long to take over (default 1 s)",
+    )
+    g.add_argument(
+        "--switch-margin",
+        type=float,
+        default=0.05,
+        help="... by at least this probability (default 0.05)",
+    )
+    g = run.add_argument_group("outputs (any combination)")
+    g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
+    g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
+    g.add_argument("--jsonl", type=Path, help="one JSON line per analysed frame")
+    g.add_argument("--segments", type=Path, help="segments as .json or .csv")
+    g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
+    g.add_argument("--vtt", type=Path, help="captions, one per segment (WebVTT)")
+    g.add_argument("--top-k", type=int, default=3, help="bars in the overlay (default 3)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -147,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_export(args)
     if args.command == "classify":
         return _run_classify(args)
+    if args.command == "run":
+        return _run_video(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
@@ -263,6 +325,89 @@ def _run_classify(args: argparse.Namespace) -> int:
         log.error("%d of %d images could not be read", failures, len(paths))
         return 1
     return 0
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+
+    from .labels import resolve_labels
+    from .model import load_model
+    from .pipeline import Pipeline, PipelineConfig
+    from .progress import Progress
+    from .sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink, WindowSink
+    from .smoothing import Smoother, SmoothingConfig
+    from .sources import open_source
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    if args.fps is not None and args.fps <= 0:
+        raise UsageError(f"--fps must be more than 0, not {args.fps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+    smoothing = SmoothingConfig(
+        args.smoothing,
+        args.half_life,
+        args.min_dwell,
+        args.switch_margin,
+        args.min_confidence,
+        args.top_k,
+    )
+    labelset = resolve_labels(args.labels, args.templates)
+    source = open_source(args.source, image_fps=args.image_fps)
+    # every output is checked before any work starts
+    sinks = []
+    if args.jsonl:
+        sinks.append(JsonlSink(args.jsonl))
+    if args.segments:
+        sinks.append(SegmentsSink(args.segments))
+    if args.srt:
+        sinks.append(CaptionSink(args.srt, "srt"))
+    if args.vtt:
+        sinks.append(CaptionSink(args.vtt, "vtt"))
+    if args.out:
+        sinks.append(VideoSink(args.out))
+    if args.show:
+        sinks.append(WindowSink(f"scenecls: {args.source}"))
+    if not sinks:
+        log.warning("no output chosen: add --show, --out, --jsonl, --segments, --srt or --vtt")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)  # second signal: leave now
+        stop.set()
+        log.warning("stopping: finishing the outputs (press Ctrl-C again to quit at once)")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model = load_model(args.model, device=args.device, precision=args.precision)
+        progress = Progress(enabled=not args.no_progress and not source.live)
+        pipeline = Pipeline(
+            model,
+            labelset,
+            source,
+            sinks,
+            smoother=Smoother(smoothing),
+            config=PipelineConfig(
+                batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
+            ),
+            on_progress=progress.update,
+        )
+        try:
+            if stop.is_set():
+                return 130
+            stats = pipeline.run(stop)
+        finally:
+            progress.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not args.quiet:
+        print(stats.summary(), file=sys.stderr)
+    return 130 if stats.interrupted and stop.is_set() else 0
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

@@ -45,3 +45,7 @@ class DeviceError(SceneclsError):
 
 class ExportError(SceneclsError):
     """Exporting a checkpoint to ONNX failed."""
+
+
+class OutputError(SceneclsError):
+    """Writing an output failed (disk full, permissions, no encoder)."""

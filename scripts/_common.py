@@ -29,19 +29,3 @@ def ensure_ref_model(folder: Path, tiny: bool = False) -> Path:
         cmd.append("--tiny")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return folder
-
-
-def read_frames(path: Path, count: int) -> list:  # type: ignore[type-arg]
-    """``count`` frames spread evenly over a video or animated GIF, HxWx3 uint8 BGR."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    step = max(1, len(frames) // count)
-    return frames[::step][:count]

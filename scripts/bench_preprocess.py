@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _common import MEDIA, ensure_ref_model, read_frames
+from _common import MEDIA, ensure_ref_model
 
 
 def best_ms(fn, frame, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from scenecls.export import read_preprocessing
     from scenecls.preprocess import Preprocessor
+    from scenecls.sources import sample_frames
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         hf = ensure_ref_model(Path(tmp) / "tiny", tiny=True)
         proc = CLIPImageProcessor.from_pretrained(hf)
         ours = Preprocessor(read_preprocessing(hf))
-    frame = read_frames(MEDIA / "car-detection.mp4", 1)[0]
+    frame = sample_frames(MEDIA / "car-detection.mp4", 1)[0]
     worst = 0.0
     for label, image in [
         ("1920x1080", cv2.resize(frame, (1920, 1080), interpolation=cv2.INTER_CUBIC)),

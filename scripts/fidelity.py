@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _common import REPO, ensure_ref_model, read_frames, videos
+from _common import REPO, ensure_ref_model, videos
 
 BARS = {
     "image_cosine_mean": 0.9999,
@@ -45,6 +45,7 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
     from scenecls.export import export_bundle
     from scenecls.fidelity import cosine_rows
     from scenecls.labels import resolve_labels
+    from scenecls.sources import sample_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = bundle_dir or export_bundle(str(hf_model), Path(tmp) / "bundle")
@@ -53,7 +54,7 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
         proc = CLIPProcessor.from_pretrained(hf_model)
         frames, names = [], []
         for v in videos():
-            got = read_frames(v, frames_per_video)
+            got = sample_frames(v, frames_per_video)
             frames += got
             names += [v.name] * len(got)
         rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]

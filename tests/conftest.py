@@ -70,25 +70,10 @@ def tiny_model(tiny_bundle: Path):
     return scenecls.load_model(tiny_bundle, device="cpu")
 
 
-def read_frames(path: Path, count: int) -> list:  # type: ignore[type-arg]
-    """``count`` frames spread over a video or GIF, as HxWx3 uint8 BGR arrays."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    assert frames, f"could not decode {path}"
-    step = max(1, len(frames) // count)
-    return frames[::step][:count]
-
-
 @pytest.fixture(scope="session")
 def real_frames() -> list:  # type: ignore[type-arg]
     """Three frames from every sample video in shared/media (BGR uint8)."""
     _need_shared()
-    return [f for v in VIDEOS for f in read_frames(v, 3)]
+    from scenecls.sources import sample_frames
+
+    return [f for v in VIDEOS for f in sample_frames(v, 3)]

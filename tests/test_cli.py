@@ -12,6 +12,8 @@ import pytest
 from scenecls.bundle import load_bundle
 from scenecls.cli import main
 
+from .outputs import one_line_error
+
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, real_frames) -> list[Path]:
@@ -22,13 +24,6 @@ def images(tmp_path_factory, real_frames) -> list[Path]:
         cv2.imwrite(str(p), frame)
         paths.append(p)
     return paths
-
-
-def _one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("scenecls: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_classify_json_lines(images, tiny_bundle, capsys) -> None:
@@ -108,7 +103,7 @@ def test_unreadable_image_is_reported_others_still_classified(
     cap = capsys.readouterr()
     assert code == 1
     assert len(cap.out.splitlines()) == 1
-    assert "cannot decode" in _one_line_error(cap.err)
+    assert "cannot decode" in one_line_error(cap.err)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +130,7 @@ def test_bad_input_one_line_and_exit_code(argv, code, message, images, tmp_path,
     assert main(argv) == code
     import re
 
-    assert re.search(message, _one_line_error(capsys.readouterr().err))
+    assert re.search(message, one_line_error(capsys.readouterr().err))
 
 
 def test_export_command_writes_a_bundle(tiny_hf, tmp_path, capsys) -> None:

@@ -1,0 +1,55 @@
+"""Frame sources: video files, webcams, network streams, image folders, simulated live.
+
+:func:`open_source` picks the backend from a CLI-style string; the classes can be used
+(or subclassed) directly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import InputError
+from .base import FrameSource
+from .images import IMAGE_EXTENSIONS, ImageFolderSource
+from .opencv import LiveCaptureSource, VideoFileSource
+from .reader import FrameReader
+from .sample import sample_frames
+from .simulated import SimulatedLiveSource
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FrameReader",
+    "FrameSource",
+    "ImageFolderSource",
+    "LiveCaptureSource",
+    "SimulatedLiveSource",
+    "VideoFileSource",
+    "open_source",
+    "sample_frames",
+]
+
+
+def open_source(spec: str | int, image_fps: float = 1.0) -> FrameSource:
+    """A source for ``spec``: a webcam index (``0``), a stream URL, a folder of images or
+    a video file. The source is not opened yet."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return LiveCaptureSource(int(spec))
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", spec)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme == "file":
+            return open_source(spec[len("file://") :], image_fps)
+        if scheme not in STREAM_SCHEMES:
+            raise InputError(
+                f"unsupported URL scheme {scheme}:// in {spec}: use one of "
+                f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, "
+                "a file, a folder or a webcam index"
+            )
+        return LiveCaptureSource(spec)
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path, image_fps)
+    return VideoFileSource(path)

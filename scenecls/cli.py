@@ -7,33 +7,18 @@ the one place that turns a :class:`SceneclsError` into a line on stderr and an e
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
-from .errors import InputError, SceneclsError, UsageError
+from .errors import SceneclsError, UsageError
 from .smoothing import MODES
 
 log = logging.getLogger("scenecls")
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-IMAGE_EXTENSIONS = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".ppm",
-    ".pgm",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,7 +115,62 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--batch", type=int, default=16, help="frames per encoder call for files (default 16)"
     )
-    g = run.add_argument_group("smoothing (times in seconds)")
+    _add_smoothing_options(run)
+    g = run.add_argument_group("outputs (any combination)")
+    g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
+    g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
+    g.add_argument("--jsonl", type=Path, help="one JSON line per analysed frame")
+    g.add_argument("--segments", type=Path, help="segments as .json or .csv")
+    g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
+    g.add_argument("--vtt", type=Path, help="captions, one per segment (WebVTT)")
+    g.add_argument("--top-k", type=int, default=3, help="bars in the overlay (default 3)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="measure accuracy on labelled images or a video with truth segments",
+        description="IMAGES_DIR: one subfolder per class (folder name = label, or --label-map). "
+        "VIDEO --truth TRUTH.csv: truth segments label,start,end in seconds.",
+    )
+    ev.add_argument("input", metavar="IMAGES_DIR|VIDEO")
+    _add_model_options(ev)
+    ev.add_argument("--labels", help="label set (default: the class folder names or truth labels)")
+    ev.add_argument("--templates", help="prompt templates, as for run")
+    ev.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="below this probability the prediction is 'unknown' (its own column)",
+    )
+    ev.add_argument(
+        "--top-k", type=int, default=5, help="top-k labels in --predictions (default 5)"
+    )
+    ev.add_argument("--label-map", type=Path, help="folder name -> label (.toml or .csv)")
+    ev.add_argument("--truth", type=Path, help="truth segments CSV (label,start,end) for a video")
+    ev.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        help="boundary match tolerance in seconds (default 1)",
+    )
+    ev.add_argument(
+        "--compare-templates",
+        type=Path,
+        metavar="FILE",
+        help="evaluate once per template set in FILE and compare them",
+    )
+    ev.add_argument("--report", type=Path, help="write the report as JSON")
+    ev.add_argument("--confusion", type=Path, help="write the confusion matrix as PNG")
+    ev.add_argument("--timeline", type=Path, help="video: truth / raw / smoothed timeline PNG")
+    ev.add_argument("--predictions", type=Path, help="images: one CSV row per image")
+    ev.add_argument("--fps", type=float, help="video: analyse at most N frames per second")
+    _add_smoothing_options(ev)
+    return parser
+
+
+def _add_smoothing_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("smoothing (times in seconds)")
     g.add_argument(
         "--smoothing",
         choices=list(MODES),
@@ -150,16 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="... by at least this probability (default 0.05)",
     )
-    g = run.add_argument_group("outputs (any combination)")
-    g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
-    g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
-    g.add_argument("--jsonl", type=Path, help="one JSON line per analysed frame")
-    g.add_argument("--segments", type=Path, help="segments as .json or .csv")
-    g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
-    g.add_argument("--vtt", type=Path, help="captions, one per segment (WebVTT)")
-    g.add_argument("--top-k", type=int, default=3, help="bars in the overlay (default 3)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -206,9 +236,17 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "export":
         return _run_export(args)
     if args.command == "classify":
-        return _run_classify(args)
+        from .classify_cli import run_classify
+
+        return run_classify(args)
     if args.command == "run":
-        return _run_video(args)
+        from .run_cli import run_video
+
+        return run_video(args)
+    if args.command == "eval":
+        from .eval_cli import run_eval
+
+        return run_eval(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
@@ -230,184 +268,6 @@ def _run_export(args: argparse.Namespace) -> int:
     )
     print(path)
     return 0
-
-
-def _image_paths(items: Sequence[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UsageError(
-                    f"folder {p} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
-                )
-            paths.extend(found)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise UsageError(f"image {p} does not exist: check the path")
-    return paths
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 BGR (first frame of an animated GIF)."""
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e}") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None and data.size and path.suffix.lower() == ".gif":
-        cap = cv2.VideoCapture(str(path))
-        ok, frame = cap.read()
-        cap.release()
-        image = frame if ok else None
-    if image is None:
-        raise InputError(f"cannot decode {path}: not an image file OpenCV can read")
-    return image
-
-
-def _batches(paths: list[Path], size: int) -> Iterator[list[tuple[Path, np.ndarray | InputError]]]:
-    batch: list[tuple[Path, np.ndarray | InputError]] = []
-    for p in paths:
-        try:
-            batch.append((p, read_image(p)))
-        except InputError as e:
-            batch.append((p, e))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _run_classify(args: argparse.Namespace) -> int:
-    from .labels import resolve_labels
-    from .model import load_model
-    from .scoring import check_min_confidence
-
-    if args.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    check_min_confidence(args.min_confidence)
-    paths = _image_paths(args.images)
-    labelset = resolve_labels(args.labels, args.templates)
-    model = load_model(args.model, device=args.device, precision=args.precision)
-    text = model.embed_labels(labelset)
-    from .scoring import classify_scores, score
-
-    failures = 0
-    for batch in _batches(paths, model.batch_size):
-        good = [(p, img) for p, img in batch if isinstance(img, np.ndarray)]
-        embs = model.encode_images([img for _, img in good])
-        results = iter(score(embs, text, labelset.names, model.logit_scale))
-        for path, img in batch:
-            if isinstance(img, InputError):
-                failures += 1
-                print(f"scenecls: error: {img}", file=sys.stderr)
-                continue
-            c = classify_scores(next(results), args.top_k, args.min_confidence)
-            if args.json:
-                record = {
-                    "image": str(path),
-                    "label": c.label,
-                    "confidence": c.confidence,
-                    "predictions": [t.to_json() for t in c.top],
-                }
-                print(json.dumps(record, ensure_ascii=False))
-            else:
-                print(f"{path}: {c.label} ({c.confidence:.1%})")
-                for t in c.top:
-                    print(f"  {t.probability:7.2%}  {t.label}  (cosine {t.similarity:+.3f})")
-        sys.stdout.flush()
-    if failures:
-        log.error("%d of %d images could not be read", failures, len(paths))
-        return 1
-    return 0
-
-
-def _run_video(args: argparse.Namespace) -> int:
-    import os
-    import signal
-    import threading
-
-    from .labels import resolve_labels
-    from .model import load_model
-    from .pipeline import Pipeline, PipelineConfig
-    from .progress import Progress
-    from .sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink, WindowSink
-    from .smoothing import Smoother, SmoothingConfig
-    from .sources import open_source
-
-    if args.batch < 1:
-        raise UsageError(f"--batch must be at least 1, not {args.batch}")
-    if args.fps is not None and args.fps <= 0:
-        raise UsageError(f"--fps must be more than 0, not {args.fps}")
-    if args.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    smoothing = SmoothingConfig(
-        args.smoothing,
-        args.half_life,
-        args.min_dwell,
-        args.switch_margin,
-        args.min_confidence,
-        args.top_k,
-    )
-    labelset = resolve_labels(args.labels, args.templates)
-    source = open_source(args.source, image_fps=args.image_fps)
-    # every output is checked before any work starts
-    sinks = []
-    if args.jsonl:
-        sinks.append(JsonlSink(args.jsonl))
-    if args.segments:
-        sinks.append(SegmentsSink(args.segments))
-    if args.srt:
-        sinks.append(CaptionSink(args.srt, "srt"))
-    if args.vtt:
-        sinks.append(CaptionSink(args.vtt, "vtt"))
-    if args.out:
-        sinks.append(VideoSink(args.out))
-    if args.show:
-        sinks.append(WindowSink(f"scenecls: {args.source}"))
-    if not sinks:
-        log.warning("no output chosen: add --show, --out, --jsonl, --segments, --srt or --vtt")
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)  # second signal: leave now
-        stop.set()
-        log.warning("stopping: finishing the outputs (press Ctrl-C again to quit at once)")
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        model = load_model(args.model, device=args.device, precision=args.precision)
-        progress = Progress(enabled=not args.no_progress and not source.live)
-        pipeline = Pipeline(
-            model,
-            labelset,
-            source,
-            sinks,
-            smoother=Smoother(smoothing),
-            config=PipelineConfig(
-                batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
-            ),
-            on_progress=progress.update,
-        )
-        try:
-            if stop.is_set():
-                return 130
-            stats = pipeline.run(stop)
-        finally:
-            progress.close()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not args.quiet:
-        print(stats.summary(), file=sys.stderr)
-    return 130 if stats.interrupted and stop.is_set() else 0
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

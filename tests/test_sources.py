@@ -105,7 +105,7 @@ def test_image_folder_sorted_timed_and_skips_unreadable(image_folder: Path) -> N
         ("0", LiveCaptureSource),
         ("rtsp://127.0.0.1:1/x", LiveCaptureSource),
         ("http://127.0.0.1:1/v.mjpg", LiveCaptureSource),
-        ("clip.mp4", VideoFileSource),
+        (str(VIDEOS[0]), VideoFileSource),
     ],
 )
 def test_open_source_dispatch(spec: str, kind: type) -> None:
@@ -116,6 +116,8 @@ def test_open_source_folder_and_bad_scheme(image_folder: Path) -> None:
     assert isinstance(open_source(str(image_folder)), ImageFolderSource)
     with pytest.raises(InputError, match="unsupported URL scheme ftp://"):
         open_source("ftp://example/x.mp4")
+    with pytest.raises(InputError, match="does not exist"):
+        open_source("no-such-clip.mp4")
 
 
 @pytest.mark.parametrize("content", [None, b"", b"hello, not a video"])

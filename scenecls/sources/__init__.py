@@ -52,4 +52,9 @@ def open_source(spec: str | int, image_fps: float = 1.0) -> FrameSource:
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, image_fps)
+    if not path.exists():  # fail before the model is loaded
+        raise InputError(
+            f"{spec} does not exist: give a video file, an image folder, a webcam "
+            "index or a stream URL"
+        )
     return VideoFileSource(path)

@@ -21,6 +21,24 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 BGR (first frame of an animated GIF)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e}") from e
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None and data.size and path.suffix.lower() == ".gif":
+        cap = cv2.VideoCapture(str(path))
+        ok, frame = cap.read()
+        cap.release()
+        image = frame if ok else None
+    if image is None:
+        raise InputError(f"cannot decode {path}: not an image file OpenCV can read")
+    return image
+
+
 class ImageFolderSource(FrameSource):
     """Every image file in a folder (not recursive), in name order. Frame ``i`` has
     timestamp ``i / image_fps``. Unreadable files are skipped with a warning and counted
@@ -55,10 +73,11 @@ class ImageFolderSource(FrameSource):
         while self._pos < len(self.files):
             path = self.files[self._pos]
             self._pos += 1
-            image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
+            try:
+                image = read_image(path)
+            except InputError as e:
                 self.unreadable += 1
-                log.warning("skipping %s: not an image OpenCV can read", path)
+                log.warning("skipping %s", e)
                 continue
             if self.size is None:
                 self.size = (image.shape[1], image.shape[0])

@@ -177,12 +177,12 @@ def _add_smoothing_options(p: argparse.ArgumentParser) -> None:
         default="ema+hysteresis",
         help="default ema+hysteresis: EMA on probabilities plus min-dwell/margin",
     )
-    g.add_argument("--half-life", type=float, default=0.5, help="EMA half-life (default 0.5 s)")
+    g.add_argument("--half-life", type=float, default=0.25, help="EMA half-life (default 0.25 s)")
     g.add_argument(
         "--min-dwell",
         type=float,
-        default=1.0,
-        help="a new label must lead this long to take over (default 1 s)",
+        default=0.5,
+        help="a new label must lead this long to take over (default 0.5 s)",
     )
     g.add_argument(
         "--switch-margin",

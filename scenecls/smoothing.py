@@ -36,8 +36,8 @@ class SmoothingConfig:
     """Smoothing parameters, all times in seconds."""
 
     mode: str = "ema+hysteresis"
-    half_life: float = 0.5
-    min_dwell: float = 1.0
+    half_life: float = 0.25
+    min_dwell: float = 0.5
     switch_margin: float = 0.05
     min_confidence: float = 0.0
     top_k: int = 3

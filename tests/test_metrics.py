@@ -24,15 +24,25 @@ LABELS = ["cat", "dog", "bird"]
 def test_hand_computed_example() -> None:
     truth = ["cat", "cat", "cat", "dog", "dog", "bird"]
     pred = ["cat", "cat", "dog", "dog", "unknown", "cat"]
-    ranked = [["cat", "dog", "bird"], ["cat", "bird", "dog"], ["dog", "cat", "bird"],
-              ["dog", "cat", "bird"], ["dog", "bird", "cat"], ["cat", "dog", "bird"]]
+    ranked = [
+        ["cat", "dog", "bird"],
+        ["cat", "bird", "dog"],
+        ["dog", "cat", "bird"],
+        ["dog", "cat", "bird"],
+        ["dog", "bird", "cat"],
+        ["cat", "dog", "bird"],
+    ]
     r = classification_report(truth, pred, ranked, LABELS)
     assert r["n_images"] == 6
     assert r["accuracy"] == pytest.approx(3 / 6)
     # Recall@1 uses the ranking, not the unknown-thresholded label: 4 of 6 rank truth first
     assert r["recall_at_k"] == {"1": pytest.approx(4 / 6), "3": 1.0}
     cat = r["per_class"]["cat"]  # TP 2, predicted cat 3, true cat 3
-    assert (cat["precision"], cat["recall"], cat["support"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
+    assert (cat["precision"], cat["recall"], cat["support"]) == (
+        pytest.approx(2 / 3),
+        pytest.approx(2 / 3),
+        3,
+    )
     dog = r["per_class"]["dog"]  # TP 1, predicted dog 2, true dog 2
     assert dog["precision"] == pytest.approx(0.5) and dog["recall"] == pytest.approx(0.5)
     bird = r["per_class"]["bird"]
@@ -43,7 +53,11 @@ def test_hand_computed_example() -> None:
     assert r["confusion"]["matrix"] == [[2, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0]]
     assert r["unknown_rate"] == pytest.approx(1 / 6)
     top = r["worst_confusions"][0]
-    assert top["count"] == 1 and {c["predicted"] for c in r["worst_confusions"]} == {"dog", "unknown", "cat"}
+    assert top["count"] == 1 and {c["predicted"] for c in r["worst_confusions"]} == {
+        "dog",
+        "unknown",
+        "cat",
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -66,15 +80,24 @@ def test_matches_scikit_learn_on_random_data(seed: int) -> None:
         assert c["precision"] == pytest.approx(p[i]) and c["recall"] == pytest.approx(rec[i])
         assert c["f1"] == pytest.approx(f[i]) and c["support"] == s[i]
     for avg in ("macro", "micro"):
-        p, rec, f, _ = precision_recall_fscore_support(truth, pred, labels=labels, average=avg, zero_division=0)
+        p, rec, f, _ = precision_recall_fscore_support(
+            truth, pred, labels=labels, average=avg, zero_division=0
+        )
         assert (r[avg]["precision"], r[avg]["recall"], r[avg]["f1"]) == (
-            pytest.approx(p), pytest.approx(rec), pytest.approx(f))
+            pytest.approx(p),
+            pytest.approx(rec),
+            pytest.approx(f),
+        )
     sk = sk_confusion(truth, pred, labels=[*labels, "unknown"])
     assert np.array_equal(np.array(r["confusion"]["matrix"]), sk[: len(labels)])
     y = [labels.index(t) for t in truth]
     for k in (1, 3, 5):
-        assert r["recall_at_k"][str(k)] == pytest.approx(top_k_accuracy_score(y, logits, k=k, labels=range(7)))
-    assert r["accuracy"] == pytest.approx(np.mean([t == q for t, q in zip(truth, pred)]))
+        assert r["recall_at_k"][str(k)] == pytest.approx(
+            top_k_accuracy_score(y, logits, k=k, labels=range(7))
+        )
+    assert r["accuracy"] == pytest.approx(
+        np.mean([t == q for t, q in zip(truth, pred, strict=True)])
+    )
 
 
 def test_boundary_matching_one_to_one_within_tolerance() -> None:
@@ -105,5 +128,9 @@ def test_video_report_hand_example() -> None:
     assert r["smoothed"]["frame_accuracy"] == pytest.approx(9 / 10)
     assert r["truth"]["switches_per_minute"] == pytest.approx(6.0)
     assert r["raw"]["switches_per_minute"] == pytest.approx(3 * 6.0)
-    assert r["smoothed"]["boundary_f1"] == 1.0 and r["smoothed"]["mean_delay_s"] == pytest.approx(1.0)
-    assert r["raw"]["boundary_recall"] == 1.0 and r["raw"]["boundary_precision"] == pytest.approx(1 / 3)
+    assert r["smoothed"]["boundary_f1"] == 1.0 and r["smoothed"]["mean_delay_s"] == pytest.approx(
+        1.0
+    )
+    assert r["raw"]["boundary_recall"] == 1.0 and r["raw"]["boundary_precision"] == pytest.approx(
+        1 / 3
+    )

@@ -194,6 +194,11 @@ def test_window_quits_on_q_or_esc(tiny_model, monkeypatch) -> None:  # type: ign
     monkeypatch.setattr(video_sinks.cv2, "waitKey", lambda ms: next(keys))
     monkeypatch.setattr(video_sinks.cv2, "destroyWindow", lambda title: None)
     video = next(v for v in VIDEOS if v.suffix == ".mp4")
-    stats = Pipeline(tiny_model, LABELS, VideoFileSource(video), [WindowSink()],
-                     config=PipelineConfig(batch_size=1)).run()
+    stats = Pipeline(
+        tiny_model,
+        LABELS,
+        VideoFileSource(video),
+        [WindowSink()],
+        config=PipelineConfig(batch_size=1),
+    ).run()
     assert len(shown) == 3 and stats.frames_analysed == 3  # stopped right after the q

@@ -1,0 +1,67 @@
+"""The trained fixture model tests/fixtures/shapes-clip really classifies, in RGB.
+
+The bundle is a tiny CLIP trained by scripts/train_fixture_model.py on the synthetic
+coloured shapes of scripts/synthetic_shapes.py. Through the public API it must
+classify a held-out synthetic set (a seed the training never saw) almost perfectly, and
+clearly worse when the colour channels are swapped: red and blue are both classes, so a
+BGR/RGB mix-up anywhere between the image and the model fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import scenecls
+from scenecls.bundle import load_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import synthetic_shapes  # noqa: E402
+
+BUNDLE = REPO / "tests" / "fixtures" / "shapes-clip"
+HELD_OUT_SEED = 20250  # training uses seed 0
+PER_CLASS = 40
+
+
+def _accuracy(model: scenecls.SceneModel, images: list[np.ndarray], truth: list[str]) -> float:
+    results = model.classify(images, list(synthetic_shapes.CLASSES), top_k=1)
+    return float(np.mean([r.label == t for r, t in zip(results, truth, strict=True)]))
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[np.ndarray], list[str]]:
+    """PER_CLASS images of every class, written as PNGs and read back (HxWx3 uint8 BGR)."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("held-out")
+    paths = synthetic_shapes.make_dataset(folder, PER_CLASS, seed=HELD_OUT_SEED)
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+    assert all(im is not None and im.ndim == 3 for im in images)
+    return images, [p.parent.name for p in paths]
+
+
+def test_bundle_verifies_and_is_small() -> None:
+    bundle = load_bundle(BUNDLE, verify=True)  # checks every file's sha256
+    assert set(bundle.files) == {"visual.onnx", "textual.onnx", "tokenizer.json"}
+    total = sum(f.stat().st_size for f in BUNDLE.iterdir() if f.is_file())
+    assert total < 10_000_000, f"fixture bundle is {total / 1e6:.1f} MB"
+
+
+def test_classifies_held_out_set_and_fails_with_swapped_channels(
+    held_out: tuple[list[np.ndarray], list[str]],
+) -> None:
+    images, truth = held_out
+    assert sorted(set(truth)) == sorted(synthetic_shapes.CLASSES)
+    model = scenecls.load_model(BUNDLE, device="cpu")
+    normal = _accuracy(model, images, truth)
+    swapped = _accuracy(model, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], truth)
+    assert normal >= 0.90, f"held-out accuracy {normal:.3f}"
+    assert swapped <= normal - 0.25, f"swapped {swapped:.3f} vs normal {normal:.3f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -229,3 +230,40 @@ def test_bad_video_eval_input(extra, message, video, tmp_path, capsys) -> None: 
     ]
     assert main(["eval", str(clip), "--model", str(FIXTURE), *extra]) == 2
     assert message in one_line_error(capsys.readouterr().err)
+
+
+def test_run_segments_follow_the_truth(video: tuple[Path, Path], tmp_path: Path) -> None:
+    """`scenecls run` with the trained model: smoothing turns glitchy frames into the true
+    segments, each change found within min-dwell + two half-lives + one frame (the EMA
+    crosses over after about one half-life; glitch frames can hold it back a little)."""
+    from .outputs import check_segments, read_jsonl, read_segments
+
+    clip, _ = video
+    seg, jsonl = tmp_path / "s.json", tmp_path / "f.jsonl"
+    assert (
+        main(
+            [
+                "run",
+                str(clip),
+                "--model",
+                str(FIXTURE),
+                "--labels",
+                ",".join(shapes.CLASSES),
+                "--segments",
+                str(seg),
+                "--jsonl",
+                str(jsonl),
+                "--no-progress",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    segs = read_segments(seg)
+    check_segments(segs, first_time=0.0, end_time=24.0)
+    assert [s["label"] for s in segs] == [t[0] for t in TRUTH]
+    for s, (_, start, _) in zip(segs[1:], TRUTH[1:], strict=True):
+        assert start <= s["start"] <= start + 0.5 + 2 * 0.25 + 0.1 + 1e-6
+    lines = read_jsonl(jsonl)
+    raw_switches = sum(a["raw_label"] != b["raw_label"] for a, b in pairwise(lines))
+    assert raw_switches > 10 * (len(segs) - 1)  # the glitches were really there

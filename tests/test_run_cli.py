@@ -131,3 +131,24 @@ def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -
         frames += 1
     assert frames >= len(lines)  # every processed frame was written, and the file plays
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_decoder_log_spam_is_kept_out(tiny_bundle, tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    """FFmpeg's and OpenCV's own messages (written straight to fd 2) stay out of the way."""
+    garbage = tmp_path / "fake.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    code = main(
+        [
+            "run",
+            str(garbage),
+            "--model",
+            str(tiny_bundle),
+            "-q",
+            "--jsonl",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    err = capfd.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines() == [one_line_error(err)]
+    assert "not in a format FFmpeg can read" in err

@@ -16,6 +16,13 @@ from .base import FrameSource
 
 log = logging.getLogger("scenecls")
 
+# Decoder and capture-backend messages ("moov atom not found", camera probing warnings)
+# would bury our one-line errors: silence OpenCV's and FFmpeg's own logs unless the user
+# set them. FFmpeg's level is read when OpenCV first opens a file, so set it at import.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 
 class _CaptureSource(FrameSource):
     """Shared handling of a ``cv2.VideoCapture``: opening, properties, decoding."""

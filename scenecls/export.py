@@ -231,8 +231,9 @@ def _export_into(
     visual = _VisualTower(clip)
     textual = _TextTower(clip)
     pixels = torch.zeros((2, 3, *image_hw), dtype=dtype)
-    ids = torch.tensor(tokenizer(["a photo", "a photo of a cat"], padding=True)["input_ids"])
-    mask = (ids != -1).long()
+    # a padded batch, so the traced graph keeps its attention-mask path
+    sample = tokenizer(["a photo", "a photo of a cat"], padding=True, return_tensors="pt")
+    ids, mask = sample["input_ids"].long(), sample["attention_mask"].long()
     with torch.inference_mode():
         _onnx_export(
             visual,

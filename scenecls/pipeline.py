@@ -77,7 +77,8 @@ class RunStats:
             f"dropped {self.frames_dropped}",
             f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
             "per frame   "
-            + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items()),
+            + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
+            + ("  (live: decode includes waiting for the camera)" if self.live else ""),
             f"switches    raw {count_switches(self.raw_labels)}, "
             f"smoothed {count_switches(self.smoothed_labels)}; {len(self.segments)} segments",
         ]

@@ -166,6 +166,49 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", type=Path, help="images: one CSV row per image")
     ev.add_argument("--fps", type=float, help="video: analyse at most N frames per second")
     _add_smoothing_options(ev)
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure speed: end to end, encoder, live latency, and the usual HF loop",
+        description="Annotate a video with JSONL and segment outputs and report frames per "
+        "second, time per stage, encoder throughput and live latency; --baseline also times "
+        "the Hugging Face CLIPProcessor + CLIPModel loop on the same frames.",
+    )
+    _add_model_options(
+        bench,
+        default=None,
+        model_help="bundle, Hugging Face folder or hub id (default: "
+        f"{DEFAULT_MODEL}, or the random-weight reference model offline)",
+    )
+    bench.set_defaults(default_model=DEFAULT_MODEL)
+    bench.add_argument(
+        "--source",
+        type=Path,
+        help="video to annotate (default: ../shared/media/car-detection.mp4 when present)",
+    )
+    bench.add_argument("--labels", default="scenes", help="label set (default scenes)")
+    bench.add_argument("--templates", help="prompt templates, as for run")
+    bench.add_argument("--batch", type=int, default=16, help="encoder batch for files (default 16)")
+    bench.add_argument(
+        "--live-seconds",
+        type=float,
+        default=10.0,
+        help="simulated 30 fps camera run for latency (default 10; 0 skips it)",
+    )
+    bench.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time the usual Hugging Face CLIP loop (needs torch)",
+    )
+    bench.add_argument(
+        "--hf-model",
+        help="Hugging Face checkpoint for --baseline (default: --model when it is one)",
+    )
+    bench.add_argument(
+        "--baseline-frames", type=int, default=30, help="frames timed for the baseline (default 30)"
+    )
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON")
     return parser
 
 
@@ -192,11 +235,14 @@ def _add_smoothing_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(
+    p: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, model_help: str | None = None
+) -> None:
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"bundle folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})",
+        default=default,
+        help=model_help
+        or f"bundle folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})",
     )
     p.add_argument(
         "--device",
@@ -243,6 +289,10 @@ def run(args: argparse.Namespace) -> int:
         from .run_cli import run_video
 
         return run_video(args)
+    if args.command == "bench":
+        from .bench_cli import run_bench
+
+        return run_bench(args)
     if args.command == "eval":
         from .eval_cli import run_eval
 

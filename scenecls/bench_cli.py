@@ -1,0 +1,107 @@
+"""``scenecls bench``: measure the pipeline (and, with ``--baseline``, the usual HF loop)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import NetworkError, UsageError
+from .sinks import check_writable
+
+log = logging.getLogger("scenecls")
+
+REF_MODEL = Path("models") / "ref-clip-vit-b32-random"
+SHARED_TOOL = Path("..") / "shared" / "tools" / "make_ref_model.py"
+SHARED_VIDEO = Path("..") / "shared" / "media" / "car-detection.mp4"
+
+
+def _model_or_reference(args: argparse.Namespace) -> tuple[str, bool]:
+    """The model to measure; without real weights, the full-size random reference model
+    (built once with shared/tools/make_ref_model.py). Returns (model, random weights?)."""
+    from .resolve import resolve_model
+
+    if args.model is not None:
+        return args.model, False
+    try:
+        resolve_model(args.default_model, precision=args.precision)
+        return args.default_model, False
+    except NetworkError:
+        pass
+    if not (REF_MODEL / "model.safetensors").is_file():
+        if not SHARED_TOOL.is_file():
+            raise UsageError(
+                "real weights are not available offline and no reference model was found: "
+                "pass --model (a bundle or Hugging Face folder)"
+            )
+        log.warning(
+            "real weights absent: building the full-size random-weight reference model "
+            "in %s (about 600 MB, once)",
+            REF_MODEL,
+        )
+        subprocess.run(
+            [sys.executable, str(SHARED_TOOL), str(REF_MODEL)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    log.warning(
+        "real weights absent: measuring the random-weight model in %s; speed is "
+        "the real architecture's, accuracy is meaningless",
+        REF_MODEL,
+    )
+    return str(REF_MODEL), True
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import (
+        bench_baseline,
+        bench_encoder,
+        bench_end_to_end,
+        bench_live,
+        format_report,
+    )
+    from .labels import resolve_labels
+    from .model import load_model
+    from .sources import sample_frames
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    if args.json:
+        check_writable(args.json, "--json")
+    source = args.source or (SHARED_VIDEO if SHARED_VIDEO.is_file() else None)
+    if source is None or not Path(source).is_file():
+        raise UsageError("give a video to measure with --source VIDEO")
+    labelset = resolve_labels(args.labels, args.templates)
+    model_name, random_weights = _model_or_reference(args)
+    hf = args.hf_model or model_name
+    if args.baseline and (Path(hf) / "bundle.json").is_file():
+        raise UsageError("--baseline needs the Hugging Face checkpoint: pass --hf-model DIR")
+    model = load_model(
+        model_name, device=args.device, precision=args.precision, batch_size=args.batch
+    )
+    frames = sample_frames(source, max(8, args.baseline_frames))
+    report: dict[str, Any] = {
+        "model": model_name,
+        "random_weights": random_weights,
+        "device": model.device,
+        "precision": model.bundle.precision,
+        "source": str(source),
+        "batch": args.batch,
+    }
+    report["end_to_end"] = bench_end_to_end(model, Path(source), labelset, args.batch)
+    report["encoder"] = bench_encoder(model, frames[0], args.batch)
+    if args.live_seconds > 0:
+        report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)
+    if args.baseline:
+        report["baseline"] = bench_baseline(hf, frames[: args.baseline_frames], labelset.names)
+    print(format_report(report))
+    if args.json:
+        from .sinks import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    return 0

@@ -243,14 +243,9 @@ def frame_confusion(
 
     pairs = [(label_at(ev.truth, t), p) for t, p in zip(ev.times, ev.smoothed, strict=True)]
     pairs = [(t, p) for t, p in pairs if t is not None]
-    rows = [lb for lb in labels if any(t == lb for t, _ in pairs)]
-    cols, m = confusion_matrix([t for t, _ in pairs], [p for _, p in pairs], rows)
-    # keep predicted columns for every label of the set
-    full_cols = [*labels, cols[-1]]
-    mm = np.zeros((len(rows), len(full_cols)), np.int64)
-    for j, c in enumerate(cols):
-        mm[:, full_cols.index(c) if c in full_cols else -1] += m[:, j]
-    return rows, full_cols, mm
+    rows = [lb for lb in labels if any(t == lb for t, _ in pairs)]  # labels the truth uses
+    cols, m = confusion_matrix([t for t, _ in pairs], [p for _, p in pairs], rows, labels)
+    return rows, cols, m
 
 
 def timeline_tracks(ev: VideoEvaluation) -> list[tuple[str, list[Segment]]]:

@@ -27,11 +27,15 @@ def recall_at_k(truth: Sequence[str], ranked: Sequence[Sequence[str]], k: int) -
 
 
 def confusion_matrix(
-    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]
+    truth: Sequence[str],
+    predicted: Sequence[str],
+    labels: Sequence[str],
+    predicted_labels: Sequence[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Counts (K, K+1) int64: rows = true label (``labels`` order), columns = predicted
-    label, with a last column for ``unknown``. Returns (column labels, matrix)."""
-    columns = [*labels, UNKNOWN]
+    """Counts (K, C+1) int64: rows = true label (``labels`` order), columns = predicted
+    label (``predicted_labels``, default ``labels``) plus a last column for ``unknown``.
+    Returns (column labels, matrix)."""
+    columns = [*(labels if predicted_labels is None else predicted_labels), UNKNOWN]
     col = {lb: i for i, lb in enumerate(columns)}
     row = {lb: i for i, lb in enumerate(labels)}
     m = np.zeros((len(labels), len(columns)), np.int64)

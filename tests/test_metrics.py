@@ -134,3 +134,14 @@ def test_video_report_hand_example() -> None:
     assert r["raw"]["boundary_recall"] == 1.0 and r["raw"]["boundary_precision"] == pytest.approx(
         1 / 3
     )
+
+
+def test_video_frame_confusion_keeps_predictions_outside_the_truth() -> None:
+    """A predicted label that never occurs in the truth is its own column, not 'unknown'."""
+    from scenecls.evaluate import VideoEvaluation, frame_confusion
+
+    truth = [Segment("a", 0, 2, 1), Segment("b", 2, 4, 1)]
+    ev = VideoEvaluation({}, [0.5, 1.5, 2.5, 3.5], [], ["a", "c", "b", "unknown"], truth, 4.0)
+    rows, cols, m = frame_confusion(ev, ["a", "b", "c"])
+    assert rows == ["a", "b"] and cols == ["a", "b", "c", "unknown"]
+    assert m.tolist() == [[1, 0, 1, 0], [0, 1, 0, 1]]

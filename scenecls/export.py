@@ -228,8 +228,7 @@ def _export_into(
     context_length = int(tcfg.max_position_embeddings)
     embed_dim = int(clip.config.projection_dim)
 
-    visual = _VisualTower(clip)
-    textual = _TextTower(clip)
+    visual, textual = _towers(clip)
     pixels = torch.zeros((2, 3, *image_hw), dtype=dtype)
     # a padded batch, so the traced graph keeps its attention-mask path
     sample = tokenizer(["a photo", "a photo of a cat"], padding=True, return_tensors="pt")
@@ -330,13 +329,16 @@ def _onnx_export(module, args, path, input_names, output_names, dynamic_axes) ->
             raise ExportError(f"ONNX export of {path.name} failed: {e}") from e
 
 
-def _towers():  # type: ignore[no-untyped-def]
+def _towers(clip):  # type: ignore[no-untyped-def]
+    """The two exported graphs as torch modules (defined here: torch is imported lazily).
+
+    visual: pixel_values (N,3,H,W) RGB normalised -> image_embeds (N,D), not normalised;
+    textual: input_ids, attention_mask (N,L) int64 -> text_embeds (N,D), not normalised.
+    """
     import torch
 
     class VisualTower(torch.nn.Module):
-        """pixel_values (N,3,H,W) RGB normalised -> image_embeds (N,D), not normalised."""
-
-        def __init__(self, clip) -> None:  # type: ignore[no-untyped-def]
+        def __init__(self) -> None:
             super().__init__()
             self.vision_model = clip.vision_model
             self.visual_projection = clip.visual_projection
@@ -346,25 +348,13 @@ def _towers():  # type: ignore[no-untyped-def]
             return self.visual_projection(pooled)
 
     class TextTower(torch.nn.Module):
-        """input_ids, attention_mask (N,L) int64 -> text_embeds (N,D), not normalised."""
-
-        def __init__(self, clip) -> None:  # type: ignore[no-untyped-def]
+        def __init__(self) -> None:
             super().__init__()
             self.text_model = clip.text_model
             self.text_projection = clip.text_projection
 
         def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
-            pooled = self.text_model(
-                input_ids=input_ids, attention_mask=attention_mask
-            ).pooler_output
-            return self.text_projection(pooled)
+            out = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
+            return self.text_projection(out.pooler_output)
 
-    return VisualTower, TextTower
-
-
-def _VisualTower(clip):  # type: ignore[no-untyped-def]
-    return _towers()[0](clip)
-
-
-def _TextTower(clip):  # type: ignore[no-untyped-def]
-    return _towers()[1](clip)
+    return VisualTower(), TextTower()

@@ -137,7 +137,8 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.on_progress = on_progress
         self.tracker = SegmentTracker()
-        if overlay is None and any(s.needs_overlay for s in self.sinks):
+        self._draw = any(s.needs_overlay for s in self.sinks)
+        if overlay is None and self._draw:
             from .overlay import Overlay
 
             overlay = Overlay(self.labelset.names, top_k=self.config.overlay_top_k)
@@ -249,7 +250,7 @@ class Pipeline:
 
     def _emit(self, frame: Frame, prediction: Prediction | None, analysed: bool) -> None:
         annotated = None
-        if self.overlay is not None and any(s.needs_overlay for s in self.sinks):
+        if self._draw and self.overlay is not None:
             recent = self.tracker.segments[-24:]
             current = self.tracker.open_segment(frame.timestamp)
             strip = [*recent, current] if current is not None else recent

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .cache import write_bytes_atomic
 from .errors import OutputError
 from .overlay import Overlay
 from .types import Segment
@@ -42,12 +43,9 @@ def _save(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OutputError(f"cannot encode {path} as PNG")
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        tmp.write_bytes(buf.tobytes())
-        tmp.replace(path)
+        write_bytes_atomic(path, buf.tobytes())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"writing {path} failed: {e}") from e
 
 

@@ -7,7 +7,6 @@ Everything heavy is built once per session into a temporary folder.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,8 +16,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SCENECLS_SHARED", REPO.parent / "shared"))
-MEDIA = SHARED / "media"
+sys.path.insert(0, str(REPO / "scripts"))  # the scripts' helpers (shared paths, model builder)
+
+from _common import MEDIA, SHARED, ensure_ref_model  # noqa: E402
+
 VIDEOS = sorted(p for p in MEDIA.glob("*") if p.suffix in {".mp4", ".gif"})
 
 
@@ -32,11 +33,7 @@ def _need_shared() -> None:
 def build_ref_model(out: Path, tiny: bool) -> Path:
     """Run the shared make_ref_model.py tool: a random CLIP in the hub's layout."""
     _need_shared()
-    cmd = [sys.executable, str(SHARED / "tools" / "make_ref_model.py"), str(out)]
-    if tiny:
-        cmd.append("--tiny")
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out
+    return ensure_ref_model(out, tiny=tiny)
 
 
 @pytest.fixture(autouse=True)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import pytest
+import synthetic_shapes as shapes  # scripts/ is on the path (conftest)
 
 from scenecls.cli import main
 
 from .conftest import REPO
 from .outputs import one_line_error
-
-sys.path.insert(0, str(REPO / "scripts"))
-import synthetic_shapes as shapes
 
 FIXTURE = REPO / "tests" / "fixtures" / "shapes-clip"
 TRUTH = [

@@ -10,7 +10,6 @@ BGR/RGB mix-up anywhere between the image and the model fails here.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,8 @@ import scenecls
 from scenecls.bundle import load_bundle
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import synthetic_shapes  # noqa: E402
+import synthetic_shapes  # noqa: E402  (scripts/ is on the path: conftest)
 
 BUNDLE = REPO / "tests" / "fixtures" / "shapes-clip"
 HELD_OUT_SEED = 20250  # training uses seed 0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import default_file_mode
+from ..cache import write_bytes_atomic
 from ..errors import UsageError
 from ..types import Frame, Prediction, Segment
 
@@ -70,15 +69,5 @@ def check_writable(path: Path, option: str) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """UTF-8 ``text`` to ``path`` atomically: never half a file."""
+    write_bytes_atomic(Path(path), text.encode("utf-8"))

@@ -64,7 +64,8 @@ def resolve_model(model: str, precision: str = "fp32", revision: str | None = No
         return target
     from .export import export_bundle  # torch is imported only when exporting
 
-    log.info("%s is not in the cache yet: exporting it to %s (once)", model, target)
+    step = "exporting" if path.is_dir() else "downloading from the Hugging Face hub and exporting"
+    log.info("%s is not in the cache yet: %s it to %s (once)", model, step, target)
     try:
         return export_bundle(model, target, precision=precision, revision=revision, force=True)
     except FileExistsError:  # pragma: no cover - another process finished first

@@ -73,6 +73,50 @@ def bench_encoder(
     }
 
 
+def bench_fidelity(encoder: Any, reference: Any, pixels: np.ndarray) -> dict[str, Any]:
+    """Agreement of ``encoder`` with the fp32 ``reference`` on the same (N, 3, H, W)
+    float32 pixels: cosine of the image embeddings, min and mean over the N frames."""
+    from .fidelity import cosine_rows
+
+    cos = cosine_rows(encoder(pixels), reference(pixels))
+    return {"frames": len(cos), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
+
+
+def bench_precisions(
+    model: SceneModel,
+    reference: Any,
+    pixels: np.ndarray,
+    precisions: list[str],
+    batch: int,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    """Encoder alone in each precision (same bundle, CPU unless fp16): batch-1 and batched
+    ms per image, and agreement with the fp32 ``reference`` on ``pixels`` (N, 3, H, W)."""
+    from .encoders import create_image_encoder
+    from .errors import SceneclsError
+
+    out: dict[str, Any] = {}
+    one, many = pixels[:1], np.repeat(pixels[:1], batch, axis=0)
+    for precision in precisions:
+        device = model.device if precision in ("fp16", "fp32") else "cpu"
+        try:
+            enc = create_image_encoder(model.bundle, device, precision)
+        except SceneclsError as e:
+            out[precision] = {"skipped": str(e)}
+            continue
+        t1 = _timeit(lambda enc=enc: enc(one), repeat * 4)
+        tb = _timeit(lambda enc=enc: enc(many), repeat)
+        out[precision] = {
+            "runtime": enc.runtime,
+            "device": enc.device,
+            "batch1_ms": 1000 * t1,
+            "batched_ms_per_image": 1000 * tb / batch,
+            "fidelity": bench_fidelity(enc, reference, pixels) if reference is not None else None,
+        }
+        del enc
+    return out
+
+
 def bench_live(
     model: SceneModel,
     frames: list[np.ndarray],
@@ -105,7 +149,10 @@ def bench_baseline(hf_model: str, frames: list[np.ndarray], labels: list[str]) -
     ``CLIPProcessor(text=labels, images=frame)`` and ``CLIPModel(**inputs)`` in PyTorch
     fp32, softmax over ``logits_per_image``."""
     import torch
+    import transformers
     from transformers import CLIPModel, CLIPProcessor
+
+    transformers.logging.set_verbosity_error()  # its advice on fast processors is not ours
 
     model = CLIPModel.from_pretrained(hf_model).eval()
     processor = CLIPProcessor.from_pretrained(hf_model)
@@ -128,7 +175,7 @@ def bench_baseline(hf_model: str, frames: list[np.ndarray], labels: list[str]) -
 def format_report(r: dict[str, Any]) -> str:
     e, enc, lines = r["end_to_end"], r["encoder"], []
     lines.append(
-        f"model       {r['model']} ({r['device']}, {r['precision']})"
+        f"model       {r['model']} ({r['device']}, {r['runtime']} {r['precision']})"
         + ("  [random weights: speed is real, accuracy is not]" if r.get("random_weights") else "")
     )
     lines.append(f"source      {r['source']}, {e['frames']} frames, batch {r['batch']}")
@@ -142,6 +189,22 @@ def format_report(r: dict[str, Any]) -> str:
         f"batch {enc['batch']}: {enc['batched_ms_per_image']:.1f} ms/image "
         f"({enc['batched_fps']:.1f}/s)"
     )
+    if r.get("fidelity"):
+        f = r["fidelity"]
+        lines.append(
+            f"fidelity    cosine to fp32 on {f['frames']} frames of the source: "
+            f"min {f['cosine_min']:.6f}, mean {f['cosine_mean']:.6f}"
+        )
+    for name, p in r.get("precisions", {}).items():
+        if "skipped" in p:
+            lines.append(f"  {name:5s}     skipped: {p['skipped']}")
+            continue
+        fid = p["fidelity"]
+        lines.append(
+            f"  {name:5s}     {p['runtime']} {p['device']}: batch 1 {p['batch1_ms']:.1f} ms, "
+            f"batch {r['batch']} {p['batched_ms_per_image']:.1f} ms/image"
+            + (f", cosine to fp32 min {fid['cosine_min']:.6f}" if fid else "")
+        )
     if r.get("live"):
         lv = r["live"]
         lines.append(

@@ -22,12 +22,15 @@ SHARED_VIDEO = Path("..") / "shared" / "media" / "car-detection.mp4"
 def _model_or_reference(args: argparse.Namespace) -> tuple[str, bool]:
     """The model to measure; without real weights, the full-size random reference model
     (built once with shared/tools/make_ref_model.py). Returns (model, random weights?)."""
+    from .encoders import bundle_precision_for
     from .resolve import resolve_model
 
     if args.model is not None:
         return args.model, False
     try:
-        resolve_model(args.default_model, precision=args.precision)
+        resolve_model(
+            args.default_model, precision=bundle_precision_for(args.precision, args.device)
+        )
         return args.default_model, False
     except NetworkError:
         pass
@@ -62,15 +65,26 @@ def run_bench(args: argparse.Namespace) -> int:
         bench_baseline,
         bench_encoder,
         bench_end_to_end,
+        bench_fidelity,
         bench_live,
+        bench_precisions,
         format_report,
     )
+    from .encoders import PRECISIONS, ImageEncoder
     from .labels import resolve_labels
     from .model import load_model
     from .sources import sample_frames
 
     if args.batch < 1:
         raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    unknown = [p for p in precisions if p not in PRECISIONS or p == "auto"]
+    if unknown:
+        raise UsageError(
+            f"--precisions: unknown {', '.join(unknown)}; choose from fp32, fp16, bf16, int8"
+        )
+    if args.fidelity_frames < 1:
+        raise UsageError(f"--fidelity-frames must be at least 1, not {args.fidelity_frames}")
     if args.json:
         check_writable(args.json, "--json")
     source = args.source or (SHARED_VIDEO if SHARED_VIDEO.is_file() else None)
@@ -89,7 +103,9 @@ def run_bench(args: argparse.Namespace) -> int:
         "model": model_name,
         "random_weights": random_weights,
         "device": model.device,
-        "precision": model.bundle.precision,
+        "runtime": model.runtime,
+        "precision": model.precision,
+        "bundle_precision": model.bundle.precision,
         "source": str(source),
         "batch": args.batch,
     }
@@ -97,6 +113,15 @@ def run_bench(args: argparse.Namespace) -> int:
     report["encoder"] = bench_encoder(model, frames[0], args.batch)
     if args.live_seconds > 0:
         report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)
+    # Agreement with fp32 after the timed runs: other sessions' idle threads stay out of them.
+    pixels = model.preprocess(sample_frames(source, args.fidelity_frames))
+    reference = None
+    if model.bundle.precision == "fp32":  # the exact path: ONNX Runtime fp32 on the CPU
+        reference = ImageEncoder(model.bundle, "cpu")
+        report["fidelity"] = bench_fidelity(model.image_encoder, reference, pixels)
+    if precisions:
+        report["precisions"] = bench_precisions(model, reference, pixels, precisions, args.batch)
+    del reference
     if args.baseline:
         report["baseline"] = bench_baseline(hf, frames[: args.baseline_frames], labelset.names)
     print(format_report(report))

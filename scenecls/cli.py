@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .encoders import PRECISIONS
 from .errors import SceneclsError, UsageError
 from .smoothing import MODES
 
@@ -208,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--baseline-frames", type=int, default=30, help="frames timed for the baseline (default 30)"
     )
+    bench.add_argument(
+        "--precisions",
+        default="",
+        help="also time the encoder alone in each of these precisions, with each one's "
+        "agreement with fp32 (for example fp32,bf16,int8)",
+    )
+    bench.add_argument(
+        "--fidelity-frames",
+        type=int,
+        default=24,
+        help="frames of the source on which agreement with fp32 is measured (default 24)",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
     return parser
 
@@ -252,9 +265,11 @@ def _add_model_options(
     )
     p.add_argument(
         "--precision",
-        choices=["fp32", "fp16"],
-        default="fp32",
-        help="precision of a bundle exported on the fly (default fp32)",
+        choices=list(PRECISIONS),
+        default="auto",
+        help="image encoder precision. auto (default): fp16 on CUDA, bf16 (OpenVINO) on "
+        "CPUs with bf16 instructions, else fp32. fp32: exact. int8 (CPU, opt-in): fastest, "
+        "check its agreement with scenecls bench",
     )
 
 

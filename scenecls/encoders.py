@@ -22,6 +22,11 @@ from .errors import DeviceError, InputError, UsageError
 log = logging.getLogger("scenecls")
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+"""Run-time precision of the image tower: ``auto`` (fp16 bundle on CUDA, OpenVINO bf16 on
+CPUs with bf16 instructions, else fp32), ``fp32`` (exact reference, ONNX Runtime),
+``fp16`` (fp16 bundle, for CUDA), ``bf16`` (OpenVINO, CPU), ``int8`` (OpenVINO, CPU,
+opt-in: int8 weights and run-time activation quantisation)."""
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 
@@ -115,25 +120,111 @@ def provider_name(session: Any) -> str:
 
 
 class ImageEncoder:
-    """The visual tower: (N, 3, H, W) float32 RGB normalised -> (N, D) float32 unit rows."""
+    """The visual tower on ONNX Runtime: (N, 3, H, W) float32 RGB normalised -> (N, D)
+    float32 unit rows.
 
-    def __init__(self, bundle: Bundle, device: str = "auto") -> None:
+    With ``io_binding`` (the default on CUDA) the input is copied once into a buffer on
+    the device that is reused while the batch shape stays the same, and the output is
+    bound on the device and copied back once: no per-call allocations.
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(
+        self, bundle: Bundle, device: str = "auto", *, io_binding: bool | None = None
+    ) -> None:
         self.session = create_session(bundle.visual_path, device)
         self.device = provider_name(self.session)
+        self.precision = bundle.precision
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         self.output_name = self.session.get_outputs()[0].name
         self.embed_dim = bundle.embed_dim
+        self.io_binding = self.device == "cuda" if io_binding is None else io_binding
+        self._bound: Any = None  # (shape, OrtValue on the device, IOBinding)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         if pixels.ndim != 4 or pixels.shape[1] != 3:
             raise InputError(f"expected pixels of shape (N, 3, H, W), got {pixels.shape}")
         if pixels.shape[0] == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        feed = {self.input_name: pixels.astype(self.input_dtype, copy=False)}
-        emb = self.session.run([self.output_name], feed)[0]
+        x = np.ascontiguousarray(pixels, dtype=self.input_dtype)
+        if self.io_binding:
+            return normalize_rows(self._run_bound(x))
+        emb = self.session.run([self.output_name], {self.input_name: x})[0]
         return normalize_rows(emb)
+
+    def _run_bound(self, x: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        if self._bound is None or self._bound[0] != x.shape:
+            value = ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, self.device, 0)
+            binding = self.session.io_binding()
+            binding.bind_ortvalue_input(self.input_name, value)
+            binding.bind_output(self.output_name, self.device, 0)
+            self._bound = (x.shape, value, binding)
+        _, value, binding = self._bound
+        value.update_inplace(x)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+def bundle_precision_for(precision: str, device: str) -> str:
+    """The bundle precision (fp32 or fp16) that run-time ``precision`` on ``device`` needs:
+    fp16 for ``fp16``, and for ``auto`` where CUDA looks usable; else fp32."""
+    _check_choices(device, precision)
+    if precision == "fp16":
+        return "fp16"
+    if precision == "auto" and device != "cpu" and cuda_unusable_reason() is None:
+        return "fp16"
+    return "fp32"
+
+
+def _check_choices(device: str, precision: str) -> None:
+    if device not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision in ("bf16", "int8") and device == "cuda":
+        raise UsageError(
+            f"--precision {precision} runs on the CPU (OpenVINO); on CUDA use "
+            "--precision fp16 or fp32"
+        )
+
+
+def create_image_encoder(bundle: Bundle, device: str = "auto", precision: str = "auto") -> Any:
+    """The image encoder for ``device`` and run-time ``precision`` (see :data:`PRECISIONS`):
+    an :class:`ImageEncoder` (ONNX Runtime) or an ``OpenVinoImageEncoder``. Both map
+    (N, 3, H, W) float32 RGB normalised pixels to (N, D) float32 unit rows and have
+    ``device``, ``precision`` and ``runtime`` attributes."""
+    from .openvino_encoder import OpenVinoImageEncoder, cpu_has_bf16, openvino_unusable_reason
+
+    _check_choices(device, precision)
+    if precision in ("bf16", "int8"):
+        reason = openvino_unusable_reason()
+        if reason is not None:
+            raise DeviceError(f"--precision {precision} needs OpenVINO: {reason}")
+        if not cpu_has_bf16() and precision == "bf16":
+            log.warning("this CPU has no bf16 instructions: --precision bf16 runs in fp32")
+        if precision == "int8":
+            log.warning(
+                "int8 (opt-in): int8 weights and activations; its agreement with fp32 "
+                "depends on the checkpoint: check it with scenecls bench --precision int8"
+            )
+        return OpenVinoImageEncoder(bundle, precision, cpu_threads())
+    if precision in ("fp32", "fp16") and bundle.precision != precision:
+        raise UsageError(
+            f"--precision {precision} needs an {precision} bundle; {bundle.path} is "
+            f"{bundle.precision}: export one with scenecls export --precision {precision}"
+        )
+    on_cpu = device == "cpu" or (device == "auto" and cuda_unusable_reason() is not None)
+    if precision == "auto" and on_cpu and bundle.precision == "fp32":
+        reason = openvino_unusable_reason()
+        if reason is None and cpu_has_bf16():
+            return OpenVinoImageEncoder(bundle, "bf16", cpu_threads())
+        log.debug("bf16 not used: %s", reason or "this CPU has no bf16 instructions")
+    return ImageEncoder(bundle, "cpu" if on_cpu else device)
 
 
 class TextEncoder:

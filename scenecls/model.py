@@ -13,7 +13,7 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .cache import save_npy_atomic, text_cache_dir
-from .encoders import ImageEncoder, TextEncoder, normalize_rows
+from .encoders import TextEncoder, bundle_precision_for, create_image_encoder, normalize_rows
 from .labels import LabelSet, resolve_labels
 from .preprocess import Preprocessor
 from .resolve import resolve_model
@@ -27,23 +27,40 @@ LabelsLike = LabelSet | str | Sequence[str]
 
 
 class SceneModel:
-    """A CLIP bundle on ONNX Runtime. Thread-compatible: use one per thread.
+    """A CLIP bundle on ONNX Runtime or OpenVINO. Thread-compatible: use one per thread.
 
     Attributes: ``bundle`` (facts from bundle.json), ``device`` ('cpu' or 'cuda'),
-    ``embed_dim`` (D), ``logit_scale``.
+    ``precision`` of the image tower as run ('fp32', 'fp16', 'bf16' or 'int8'),
+    ``runtime`` ('onnxruntime' or 'openvino'), ``embed_dim`` (D), ``logit_scale``.
+    The text tower always runs on ONNX Runtime in the bundle's precision.
     """
 
-    def __init__(self, bundle: Bundle, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        precision: str = "auto",
+    ) -> None:
         self.bundle = bundle
         self.preprocessor = Preprocessor(bundle.preprocessing)
-        self.image_encoder = ImageEncoder(bundle, device)
+        self.image_encoder = create_image_encoder(bundle, device, precision)
         self._text_encoder: TextEncoder | None = None
-        self._device_request = device
-        self.device = self.image_encoder.device
+        self._device_request = "cpu" if self.image_encoder.device == "cpu" else device
+        self.device: str = self.image_encoder.device
+        self.precision: str = self.image_encoder.precision
+        self.runtime: str = self.image_encoder.runtime
         self.embed_dim = bundle.embed_dim
         self.logit_scale = bundle.logit_scale
         self.batch_size = max(1, batch_size)
-        log.info("model %s on %s (%s)", bundle.model_id, self.device.upper(), bundle.precision)
+        log.info(
+            "model %s on %s (%s %s)",
+            bundle.model_id,
+            self.device.upper(),
+            "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime",
+            self.precision,
+        )
         if self.device == "cpu" and bundle.precision == "fp16":
             log.warning("fp16 bundles are meant for CUDA; on the CPU an fp32 bundle is faster")
 
@@ -143,7 +160,7 @@ def load_model(
     model: str | Path = DEFAULT_MODEL,
     device: str = "auto",
     *,
-    precision: str = "fp32",
+    precision: str = "auto",
     verify: bool = True,
     batch_size: int = 32,
 ) -> SceneModel:
@@ -151,6 +168,10 @@ def load_model(
 
     ``model``: a bundle folder, a local Hugging Face CLIP folder, or a hub id.
     ``device``: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``.
+    ``precision``: ``auto`` (fp16 on CUDA, bf16 on CPUs with bf16 instructions, else
+    fp32), ``fp32``, ``fp16``, ``bf16`` or ``int8`` (opt-in); see ``encoders.PRECISIONS``.
     """
-    path = resolve_model(str(model), precision=precision)
-    return SceneModel(load_bundle(path, verify=verify), device=device, batch_size=batch_size)
+    path = resolve_model(str(model), precision=bundle_precision_for(precision, device))
+    return SceneModel(
+        load_bundle(path, verify=verify), device=device, batch_size=batch_size, precision=precision
+    )

@@ -4,7 +4,9 @@ Measures, on real frames from every sample video in shared/media:
   * preprocessing: mean |ours - CLIPProcessor| on the normalised (3, 224, 224) tensors;
   * images: cosine of our encode_images vs get_image_features(CLIPProcessor output);
   * texts: cosine of our encode_texts vs get_text_features (label prompts, one over-long);
-  * ONNX vs PyTorch on identical pixel tensors.
+  * ONNX vs PyTorch on identical pixel tensors;
+  * the reduced-precision CPU paths (OpenVINO bf16, the default on CPUs with bf16, and
+    int8, opt-in) vs our fp32 path, on the same frames.
 Exits 1 when a figure misses the issue's bar.
 
 usage: python scripts/fidelity.py [--hf-model DIR] [--frames N] [--json FILE]
@@ -33,6 +35,8 @@ BARS = {
     "text_cosine_min": 0.9999,
     "onnx_vs_torch_cosine_min": 0.99999,
     "preprocess_mean_abs_diff_max": 0.005,
+    "bf16_vs_fp32_cosine_min": 0.999,
+    "int8_vs_fp32_cosine_min": 0.999,
 }
 
 
@@ -42,6 +46,7 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
     from transformers import CLIPModel, CLIPProcessor
 
     import scenecls
+    from scenecls.encoders import create_image_encoder
     from scenecls.export import export_bundle
     from scenecls.fidelity import cosine_rows
     from scenecls.labels import resolve_labels
@@ -49,7 +54,7 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = bundle_dir or export_bundle(str(hf_model), Path(tmp) / "bundle")
-        model = scenecls.load_model(bundle, device="cpu")
+        model = scenecls.load_model(bundle, device="cpu", precision="fp32")
         ref = CLIPModel.from_pretrained(hf_model).eval()
         proc = CLIPProcessor.from_pretrained(hf_model)
         frames, names = [], []
@@ -74,6 +79,12 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
             )
             ref_txt = ref.get_text_features(**tok).numpy()
         txt_cos = cosine_rows(model.encode_texts(texts), ref_txt)
+        fp32_img = model.image_encoder(ours_pix)
+        reduced = {}
+        for precision in ("bf16", "int8"):
+            enc = create_image_encoder(model.bundle, "cpu", precision)
+            reduced[precision] = cosine_rows(enc(ours_pix), fp32_img)
+            del enc
     per_video = {}
     for name in sorted(set(names)):
         idx = [i for i, n in enumerate(names) if n == name]
@@ -93,6 +104,8 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
         "onnx_vs_torch_cosine_min": float(onnx_cos.min()),
         "preprocess_mean_abs_diff_mean": float(pre_diff.mean()),
         "preprocess_mean_abs_diff_max": float(pre_diff.max()),
+        **{f"{p}_vs_fp32_cosine_min": float(c.min()) for p, c in reduced.items()},
+        **{f"{p}_vs_fp32_cosine_mean": float(c.mean()) for p, c in reduced.items()},
         "per_video": per_video,
     }
 

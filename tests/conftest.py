@@ -64,7 +64,7 @@ def tiny_bundle(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def tiny_model(tiny_bundle: Path):
     import scenecls
 
-    return scenecls.load_model(tiny_bundle, device="cpu")
+    return scenecls.load_model(tiny_bundle, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

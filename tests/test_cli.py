@@ -66,6 +66,8 @@ def test_classify_agrees_with_python_api(images, tiny_bundle, tiny_model, capsys
             "--json",
             "--top-k",
             "5",
+            "--precision",
+            "fp32",
         ]
     )
     rec = json.loads(capsys.readouterr().out)

@@ -63,3 +63,20 @@ def test_classifies_held_out_set_and_fails_with_swapped_channels(
     swapped = _accuracy(model, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], truth)
     assert normal >= 0.90, f"held-out accuracy {normal:.3f}"
     assert swapped <= normal - 0.25, f"swapped {swapped:.3f} vs normal {normal:.3f}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_every_cpu_precision_classifies_the_held_out_set_alike(
+    held_out: tuple[list[np.ndarray], list[str]], precision: str
+) -> None:
+    images, truth = held_out
+    exact = scenecls.load_model(BUNDLE, device="cpu", precision="fp32")
+    model = scenecls.load_model(BUNDLE, device="cpu", precision=precision)
+    assert model.precision == precision
+    labels = list(synthetic_shapes.CLASSES)
+    same = [
+        a.label == b.label
+        for a, b in zip(model.classify(images, labels), exact.classify(images, labels), strict=True)
+    ]
+    assert np.mean(same) >= 0.98
+    assert _accuracy(model, images, truth) >= 0.90

@@ -58,6 +58,27 @@ def _model_or_reference(args: argparse.Namespace) -> tuple[str, bool]:
     return str(REF_MODEL), True
 
 
+def _fp32_reference(model: Any, model_name: str) -> Any:
+    """The exact path to compare with: the fp32 image tower on ONNX Runtime on the CPU.
+    For an fp16 bundle, the fp32 bundle of the same checkpoint when one can be had."""
+    from .bundle import load_bundle
+    from .encoders import ImageEncoder
+    from .errors import SceneclsError
+    from .resolve import resolve_model
+
+    bundle = model.bundle
+    if bundle.precision != "fp32":
+        if (Path(model_name) / "bundle.json").is_file():
+            log.warning("no fp32 bundle to compare the fp16 one with: fidelity not measured")
+            return None
+        try:
+            bundle = load_bundle(resolve_model(model_name, precision="fp32"))
+        except SceneclsError as e:
+            log.warning("fidelity not measured: no fp32 bundle of %s: %s", model_name, e)
+            return None
+    return ImageEncoder(bundle, "cpu")
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -70,7 +91,7 @@ def run_bench(args: argparse.Namespace) -> int:
         bench_precisions,
         format_report,
     )
-    from .encoders import PRECISIONS, ImageEncoder
+    from .encoders import PRECISIONS
     from .labels import resolve_labels
     from .model import load_model
     from .sources import sample_frames
@@ -115,9 +136,8 @@ def run_bench(args: argparse.Namespace) -> int:
         report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)
     # Agreement with fp32 after the timed runs: other sessions' idle threads stay out of them.
     pixels = model.preprocess(sample_frames(source, args.fidelity_frames))
-    reference = None
-    if model.bundle.precision == "fp32":  # the exact path: ONNX Runtime fp32 on the CPU
-        reference = ImageEncoder(model.bundle, "cpu")
+    reference = _fp32_reference(model, model_name)
+    if reference is not None:
         report["fidelity"] = bench_fidelity(model.image_encoder, reference, pixels)
     if precisions:
         report["precisions"] = bench_precisions(model, reference, pixels, precisions, args.batch)

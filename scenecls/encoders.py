@@ -210,7 +210,7 @@ def create_image_encoder(bundle: Bundle, device: str = "auto", precision: str = 
         if precision == "int8":
             log.warning(
                 "int8 (opt-in): int8 weights and activations; its agreement with fp32 "
-                "depends on the checkpoint: check it with scenecls bench --precision int8"
+                "depends on the checkpoint: check it with scenecls bench --precisions fp32,int8"
             )
         return OpenVinoImageEncoder(bundle, precision, cpu_threads())
     if precision in ("fp32", "fp16") and bundle.precision != precision:

@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames of the source on which agreement with fp32 is measured (default 24)",
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
+
+    from .serve_cli import add_serve_parser
+
+    add_serve_parser(sub, common)
     return parser
 
 
@@ -308,6 +312,10 @@ def run(args: argparse.Namespace) -> int:
         from .bench_cli import run_bench
 
         return run_bench(args)
+    if args.command == "serve":
+        from .serve_cli import run_serve
+
+        return run_serve(args)
     if args.command == "eval":
         from .eval_cli import run_eval
 

@@ -131,10 +131,13 @@ class SegmentTracker:
     A segment opens at the time of the first frame with its label and closes at the
     time of the first frame with another label; :meth:`close` ends the open segment at
     ``end`` (the end of the last frame). Segments are therefore sorted and contiguous.
+    ``keep``: remember only the newest ``keep`` closed segments (a service that runs for
+    days); None keeps all.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int | None = None) -> None:
         self.segments: list[Segment] = []
+        self.keep = keep
         self._label: str | None = None
         self._start = 0.0
         self._conf_sum = 0.0
@@ -162,7 +165,7 @@ class SegmentTracker:
             self._label, self._start, started = label, time, True
         elif label != self._label:
             closed = Segment(self._label, self._start, max(time, self._start), self._mean())
-            self.segments.append(closed)
+            self._remember(closed)
             self._label, self._start, self._conf_sum, self._count = label, time, 0.0, 0
             started = True
         self._conf_sum += confidence
@@ -175,9 +178,14 @@ class SegmentTracker:
         if self._label is None:
             return None
         seg = Segment(self._label, self._start, max(end, self._start), self._mean())
-        self.segments.append(seg)
+        self._remember(seg)
         self._label = None
         return seg
+
+    def _remember(self, segment: Segment) -> None:
+        self.segments.append(segment)
+        if self.keep is not None and len(self.segments) > self.keep:
+            del self.segments[: len(self.segments) - self.keep]
 
     def track(self, prediction: Prediction) -> Prediction:
         """Record a smoothed prediction; returns it with segment_started/closed filled in."""

@@ -1,0 +1,239 @@
+"""The HTTP side of ``scenecls serve`` (aiohttp): the page, the JSON API, server-sent
+events, the MJPEG live view, health and Prometheus metrics.
+
+Bad requests get a 4xx with ``{"error": "..."}`` saying what is wrong; nothing a client
+sends can cause a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from .metrics import prometheus_text
+from .service import Service
+
+log = logging.getLogger("scenecls")
+
+SERVICE = web.AppKey("service", Service)
+TOKEN = web.AppKey("token", str)
+MAX_BODY = 64 * 1024
+MJPEG_FPS = 15.0
+SSE_KEEPALIVE = 15.0
+
+
+class ApiError(Exception):
+    """A request the API refuses: ``status`` (4xx) and a message saying what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error as JSON; HTTP errors keep their status, anything else is logged."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return _error(e.status, str(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, f"{e.reason}: {request.method} {request.path}")
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:  # pragma: no cover - a bug; the client still gets JSON
+        log.exception("request %s %s failed", request.method, request.path)
+        return _error(500, "internal error: see the service log")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    """With ``--token``, POST and DELETE need ``Authorization: Bearer TOKEN``."""
+    token = request.app[TOKEN]
+    if token and request.method in ("POST", "DELETE", "PUT", "PATCH"):
+        got = request.headers.get("Authorization", "")
+        scheme, _, value = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+            return _error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
+    return await handler(request)
+
+
+def create_app(service: Service, token: str = "") -> web.Application:
+    """The aiohttp application for ``service``; ``token`` protects POST/DELETE."""
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+    app[SERVICE] = service
+    app[TOKEN] = token
+    app.router.add_get("/", _page)
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/api/segments", _segments)
+    app.router.add_post("/api/expect", _expect)
+    app.router.add_delete("/api/expect", _clear)
+    app.router.add_get("/api/events", _events)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/stream/{camera}", _mjpeg)
+    app.router.add_get("/snapshot/{camera}", _snapshot)
+    return app
+
+
+def _camera(request: web.Request, name: str | None) -> str:
+    service = request.app[SERVICE]
+    cameras = f"cameras: {', '.join(service.camera_names())}"
+    if not name:
+        raise ApiError(400, f"give the camera: ?camera=NAME; {cameras}")
+    if name not in service.states:
+        raise ApiError(404, f"unknown camera {name!r}; {cameras}")
+    return name
+
+
+async def _page(request: web.Request) -> web.Response:
+    html = resources.files("scenecls.serve").joinpath("page.html").read_text("utf-8")
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE].status())
+
+
+async def _segments(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    camera = _camera(request, request.query.get("camera"))
+    raw = request.query.get("since", "0")
+    try:
+        since = float(raw)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        return _error(400, f"since must be a number of seconds (service clock), not {raw!r}")
+    return web.json_response(service.segments(camera, since))
+
+
+async def _expect(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, 'body must be JSON: {"camera": NAME, "label": LABEL, "order": ID}')
+    if not isinstance(body, dict):
+        return _error(400, 'body must be a JSON object: {"camera": NAME, "label": LABEL}')
+    camera, label, order = body.get("camera"), body.get("label"), body.get("order")
+    if not isinstance(camera, str) or not camera:
+        return _error(400, '"camera" must be a camera name (a string)')
+    camera = _camera(request, camera)
+    if not isinstance(label, str) or label not in service.names:
+        return _error(
+            422,
+            f"label {label!r} is not in the label set; allowed: {', '.join(service.names)}",
+        )
+    if order is not None and (isinstance(order, bool) or not isinstance(order, str | int)):
+        return _error(400, '"order" must be a string or a whole number when given')
+    expected = service.expect(camera, label, None if order is None else str(order))
+    return web.json_response({"camera": camera, "expected": expected})
+
+
+async def _clear(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    camera = _camera(request, request.query.get("camera"))
+    return web.json_response({"camera": camera, "cleared": service.clear_expectation(camera)})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events; ``Last-Event-ID`` replays what the client missed (if kept)."""
+    service = request.app[SERVICE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue = service.events.subscribe()
+    try:
+        last = request.headers.get("Last-Event-ID", "")
+        if last.isdigit():
+            for event in service.events.recent(limit=1000):
+                if event["id"] > int(last):
+                    await response.write(_sse(event))
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
+            except asyncio.TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(_sse(event))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        service.events.unsubscribe(queue)
+    return response
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+async def _health(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    cams = {n: st.camera.status for n, st in service.states.items()}
+    ok = service.healthy
+    body = {"status": "ok" if ok else "failing", "error": service.engine_error, "cameras": cams}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    text = prometheus_text(request.app[SERVICE])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+
+
+def _camera_from_path(request: web.Request, suffix: str) -> str:
+    name = request.match_info["camera"]
+    if name.endswith(suffix):
+        name = name[: -len(suffix)]
+    return _camera(request, name)
+
+
+async def _mjpeg(request: web.Request) -> web.StreamResponse:
+    """The annotated live view as MJPEG (``/stream/NAME.mjpg``), at most 15 frames/s."""
+    service = request.app[SERVICE]
+    camera = _camera_from_path(request, ".mjpg")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "multipart/x-mixed-replace; boundary=frame",
+            "Cache-Control": "no-cache",
+        }
+    )
+    await response.prepare(request)
+    seen = -1
+    try:
+        while True:
+            seq, jpeg = service.latest_jpeg(camera)
+            if jpeg is not None and seq != seen:
+                seen = seq
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                await response.write(head.encode() + jpeg + b"\r\n")
+            await asyncio.sleep(1.0 / MJPEG_FPS)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    """The newest annotated frame of a camera as one JPEG (``/snapshot/NAME.jpg``)."""
+    service = request.app[SERVICE]
+    camera = _camera_from_path(request, ".jpg")
+    _, jpeg = service.latest_jpeg(camera)
+    if jpeg is None:
+        return _error(503, f"no frame from camera {camera!r} yet")
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-cache"})

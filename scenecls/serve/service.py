@@ -1,0 +1,317 @@
+"""The kitchen service's engine: every camera's newest frame, batched through one model,
+smoothed per camera into labels and segments, checked against the expected label, and
+drawn into a JPEG for the live view.
+
+All per-camera state is changed under one lock, by the engine thread (frames), the
+camera threads (lost/restored) and the web server (expectations).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..cache import write_bytes_atomic
+from ..labels import LabelSet
+from ..model import SceneModel
+from ..overlay import Overlay
+from ..scoring import score
+from ..smoothing import SegmentTracker, Smoother, SmoothingConfig
+from ..types import Prediction
+from .alerts import Alert, MismatchMonitor
+from .camera import Camera
+from .events import EventHub
+from .webhook import WebhookSender
+
+log = logging.getLogger("scenecls")
+
+JPEG_QUALITY = 80
+
+
+@dataclass
+class CameraState:
+    """Everything the service knows about one camera (guarded by the service lock)."""
+
+    camera: Camera
+    smoother: Smoother
+    tracker: SegmentTracker
+    overlay: Overlay
+    monitor: MismatchMonitor
+    prediction: Prediction | None = None
+    analysed: int = 0
+    alerts: int = 0
+    jpeg: bytes | None = None
+    jpeg_seq: int = 0
+    analysed_at: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=20))
+
+
+class Service:
+    """Runs ``cameras`` through ``model`` with ``labelset`` until :meth:`stop`.
+
+    ``clock()`` is the service clock: seconds since the service was created. Events,
+    segments and alerts all use it; ``wall()`` turns it into UTC time.
+    """
+
+    def __init__(
+        self,
+        model: SceneModel,
+        labelset: LabelSet,
+        sources: list[tuple[str, str]],
+        *,
+        loop: bool = False,
+        alert_after: float = 2.0,
+        smoothing: SmoothingConfig | None = None,
+        snapshots: Path | None = None,
+        webhook: WebhookSender | None = None,
+        image_fps: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.labelset = labelset
+        self.names = labelset.names
+        self.text = model.embed_labels(labelset)
+        self._t0 = time.monotonic()
+        self._wall0 = time.time() - (time.monotonic() - self._t0)
+        self.events = EventHub()
+        self.snapshots = snapshots
+        self.webhook = webhook
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._engine = threading.Thread(target=self._run, name="scenecls-engine", daemon=True)
+        self.engine_error: str | None = None
+        ids = itertools.count(1)
+        config = smoothing or SmoothingConfig()
+        self.states: dict[str, CameraState] = {}
+        for name, spec in sources:
+            cam = Camera(name, spec, clock=self.clock, loop=loop, image_fps=image_fps,
+                         on_state=self._on_camera_state)  # fmt: skip
+            self.states[name] = CameraState(
+                cam,
+                Smoother(config),
+                SegmentTracker(keep=1000),
+                Overlay(self.names),
+                MismatchMonitor(name, alert_after, ids=ids),  # ids unique across cameras
+            )
+
+    # -- clock -----------------------------------------------------------------------
+
+    def clock(self) -> float:
+        return time.monotonic() - self._t0
+
+    def wall(self, t: float) -> str:
+        """Service-clock seconds -> ISO 8601 UTC."""
+        stamp = datetime.fromtimestamp(self._wall0 + t, timezone.utc)
+        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self) -> Service:
+        for st in self.states.values():
+            st.camera.start()
+        self._engine.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._engine.join(5.0)
+        for st in self.states.values():
+            st.camera.stop()
+        if self.webhook is not None:
+            self.webhook.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self._engine.is_alive() and self.engine_error is None
+
+    # -- engine ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = [(st, f) for st in self.states.values() if (f := st.camera.take())]
+                if not batch:
+                    self._stop.wait(0.005)
+                    continue
+                pixels = self.model.preprocess([f.image_bgr for _, f in batch])
+                embs = self.model.image_encoder(pixels)
+                all_scores = score(embs, self.text, self.names, self.model.logit_scale)
+                for (st, frame), scores in zip(batch, all_scores, strict=True):
+                    self._analyse(st, frame, scores)
+        except Exception as e:  # pragma: no cover - shown by /healthz and the log
+            self.engine_error = str(e) or type(e).__name__
+            log.exception("the analysis loop stopped: %s", self.engine_error)
+
+    def _analyse(self, st: CameraState, frame: Any, scores: Any) -> None:
+        with self.lock:
+            pred = st.tracker.track(st.smoother.update(scores, frame.timestamp))
+            st.prediction = pred
+            st.analysed += 1
+            st.analysed_at.append(frame.timestamp)
+            st.latencies.append(time.monotonic() - frame.captured_at)
+            if pred.segment_started:
+                self._publish(
+                    "segment",
+                    st,
+                    label=pred.label,
+                    confidence=round(pred.confidence, 4),
+                    previous=None if pred.closed is None else pred.closed.to_json(),
+                    time=pred.time,
+                )
+            changes = st.monitor.update(pred.label, pred.confidence, frame.timestamp)
+            current = st.tracker.open_segment(frame.timestamp)
+            strip = [*st.tracker.segments[-24:], *([current] if current else [])]
+        annotated = st.overlay.draw(frame.image_bgr, pred, strip, frame.timestamp)
+        ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        with self.lock:
+            if ok:
+                st.jpeg = buf.tobytes()
+                st.jpeg_seq += 1
+            self._handle_alerts(st, changes, frame.timestamp)
+
+    def _handle_alerts(self, st: CameraState, changes: list[tuple[str, Alert]], t: float) -> None:
+        for kind, alert in changes:
+            if kind == "alert":
+                st.alerts += 1
+                st.recent_alerts.append(alert)
+                alert.snapshot = self._snapshot(st, alert)
+                log.warning(
+                    "ALERT camera %s: expected %s, seeing %s", st.camera.name, alert.expected,
+                    alert.seen,
+                )  # fmt: skip
+            event = "alert" if kind == "alert" else "alert_resolved"
+            self._publish(event, st, alert=alert.to_json(), time=t)
+            if self.webhook is not None:
+                self.webhook.send(
+                    {"event": event, "camera": st.camera.name, "time": self.wall(t),
+                     "alert": alert.to_json()}
+                )  # fmt: skip
+
+    def _snapshot(self, st: CameraState, alert: Alert) -> str | None:
+        if self.snapshots is None or st.jpeg is None:
+            return None
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", st.camera.name)
+        stamp = self.wall(alert.raised).replace(":", "").replace("-", "")[:15]
+        path = self.snapshots / f"alert-{alert.id:05d}-{safe}-{stamp}.jpg"
+        try:
+            write_bytes_atomic(path, st.jpeg)
+        except OSError as e:
+            log.error("cannot write alert snapshot %s: %s", path, e)
+            return None
+        return str(path)
+
+    def _publish(self, kind: str, st: CameraState, *, time: float, **data: Any) -> None:
+        self.events.publish(kind, {"camera": st.camera.name, **data}, time)
+
+    def _on_camera_state(self, cam: Camera, status: str, error: str | None) -> None:
+        st = self.states.get(cam.name)
+        if st is None:  # during construction
+            return
+        now = self.clock()
+        with self.lock:
+            if status == "retrying":
+                st.tracker.close(now)  # the gap ends the open segment
+                st.smoother.reset()
+                st.prediction = None
+                self._publish("source_lost", st, error=error, time=now)
+            elif status == "running" and cam.reconnects > 0:
+                self._publish("source_restored", st, time=now)
+
+    # -- the API's view ----------------------------------------------------------------
+
+    def camera_names(self) -> list[str]:
+        return list(self.states)
+
+    def expect(self, camera: str, label: str, order: str | None) -> dict[str, Any]:
+        st = self.states[camera]
+        now = self.clock()
+        with self.lock:
+            changes = st.monitor.expect(label, order, now)
+            self._handle_alerts(st, changes, now)
+            expectation = st.monitor.expectation
+            assert expectation is not None
+            self._publish("expectation_set", st, expected=expectation.to_json(), time=now)
+            return expectation.to_json()
+
+    def clear_expectation(self, camera: str) -> bool:
+        st = self.states[camera]
+        now = self.clock()
+        with self.lock:
+            had = st.monitor.expectation is not None
+            changes = st.monitor.clear(now)
+            self._handle_alerts(st, changes, now)
+            if had:
+                self._publish("expectation_cleared", st, time=now)
+            return had
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self.lock:
+            cams = [self._camera_status(st, now) for st in self.states.values()]
+        return {
+            "uptime": round(now, 3),
+            "time": self.wall(now),
+            "labels": list(self.names),
+            "model": {"device": self.model.device, "precision": self.model.precision},
+            "cameras": cams,
+        }
+
+    def _camera_status(self, st: CameraState, now: float) -> dict[str, Any]:
+        cam, pred, exp = st.camera, st.prediction, st.monitor.expectation
+        recent = [t for t in st.analysed_at if t >= now - 5.0]
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 else 0.0
+        lat = np.asarray(st.latencies) * 1000
+        label = pred.label if pred is not None else None
+        return {
+            "name": cam.name,
+            "source": cam.spec,
+            "status": cam.status,
+            "error": cam.error,
+            "label": label,
+            "confidence": None if pred is None else round(pred.confidence, 4),
+            "expected": None if exp is None else exp.to_json(),
+            "match": None if exp is None or label is None else label == exp.label,
+            "alert": None if st.monitor.active is None else st.monitor.active.to_json(),
+            "fps": round(fps, 2),
+            "frames_read": cam.frames_read,
+            "frames_analysed": st.analysed,
+            "dropped": cam.dropped,
+            "reconnects": cam.reconnects,
+            "alerts": st.alerts,
+            "recent_alerts": [a.to_json() for a in st.recent_alerts],
+            "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+            "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+            "uptime": None
+            if cam.status != "running" or cam.running_since is None
+            else round(now - cam.running_since, 3),
+            "size": list(cam.size) if cam.size else None,
+        }
+
+    def segments(self, camera: str, since: float) -> dict[str, Any]:
+        """Segments of ``camera`` ending after ``since`` (service clock), the open one
+        last (``"open": true``, its end is now)."""
+        st = self.states[camera]
+        now = self.clock()
+        with self.lock:
+            done = [s for s in st.tracker.segments if s.end > since]
+            current = st.tracker.open_segment(now)
+        rows = [{**s.to_json(), "open": False} for s in done]
+        if current is not None and current.end >= since:
+            rows.append({**current.to_json(), "open": True})
+        return {"camera": camera, "now": round(now, 3), "segments": rows}
+
+    def latest_jpeg(self, camera: str) -> tuple[int, bytes | None]:
+        st = self.states[camera]
+        with self.lock:
+            return st.jpeg_seq, st.jpeg

@@ -1,0 +1,208 @@
+"""`scenecls serve` as a real server on loopback: cameras from video files, the trained
+fixture model, the JSON API driven over HTTP, events, webhook, snapshots, metrics."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import pytest
+import synthetic_shapes  # scripts/ is on the path (conftest)
+
+from .conftest import MEDIA
+from .serving import EventListener, ServeProcess, WebhookReceiver, wait_for
+
+MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
+LABELS = ",".join(synthetic_shapes.CLASSES)
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def pass_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of a red circle, then 4 s of a blue ring (played in a loop by the server)."""
+    path = tmp_path_factory.mktemp("video") / "pass.mp4"
+    synthetic_shapes.make_video(path, [("red circle", 0, 4), ("blue ring", 4, 8)], fps=10)
+    return path
+
+
+@pytest.fixture(scope="module")
+def kitchen(tmp_path_factory: pytest.TempPathFactory, pass_video: Path):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("kitchen")
+    broken = tmp / "door.mp4"
+    broken.write_text("not a video\n")
+    hook = WebhookReceiver()
+    snaps = tmp / "snapshots"
+    server = ServeProcess(
+        [str(pass_video), str(MEDIA / "bottle-detection.mp4"), str(broken),
+         "--name", "pass", "--name", "oven", "--name", "door",
+         "--model", str(MODEL), "--labels", LABELS, "--loop", "--alert-after", "0.5",
+         "--webhook", hook.url, "--snapshots", str(snaps), "--token", TOKEN],
+        home=tmp / "home",
+    )  # fmt: skip
+    server.hook = hook  # type: ignore[attr-defined]
+    server.snapshots = snaps  # type: ignore[attr-defined]
+    yield server
+    code = server.stop()
+    hook.close()
+    assert code == 0, "".join(server.log)
+
+
+def test_status_shows_every_camera_and_retries_the_broken_one(kitchen) -> None:  # type: ignore[no-untyped-def]
+    def ready():  # type: ignore[no-untyped-def]
+        cams = {c["name"]: c for c in kitchen.status()["cameras"]}
+        ok = all(cams[n]["status"] == "running" and cams[n]["label"] for n in ("pass", "oven"))
+        return cams if ok and cams["door"]["status"] == "retrying" else None
+
+    cams = wait_for(ready)
+    s = kitchen.status()
+    assert s["labels"] == list(synthetic_shapes.CLASSES) and s["uptime"] > 0
+    p = cams["pass"]
+    assert p["label"] in synthetic_shapes.CLASSES and 0 <= p["confidence"] <= 1
+    assert p["expected"] is None and p["match"] is None and p["alert"] is None
+    assert p["size"] == [320, 240] and p["frames_analysed"] > 0 and p["dropped"] >= 0
+    wait_for(lambda: kitchen.camera("pass")["fps"] > 3)
+    door = cams["door"]
+    assert door["label"] is None and "door.mp4" in door["error"]
+
+
+def test_page_health_metrics_and_live_view(kitchen) -> None:  # type: ignore[no-untyped-def]
+    code, page = kitchen.request("GET", "/")
+    assert code == 200 and "<title>scenecls" in page and "/api/status" in page
+    code, health = kitchen.request("GET", "/healthz")
+    assert code == 200 and health["status"] == "ok" and health["cameras"]["pass"] == "running"
+    code, text = kitchen.request("GET", "/metrics")
+    assert code == 200
+    assert 'scenecls_camera_up{camera="pass"} 1' in text
+    assert 'scenecls_camera_up{camera="door"} 0' in text
+    assert "# TYPE scenecls_alerts_total counter" in text
+    assert 'scenecls_capture_to_label_seconds{camera="oven",quantile="0.95"}' in text
+    with urllib.request.urlopen(kitchen.url + "/stream/pass.mjpg", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        head = r.read(2000)
+    assert head.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in head
+    code, _ = kitchen.request("GET", "/snapshot/oven.jpg")
+    assert code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "raw", "token", "status", "words"),
+    [
+        ("POST", "/api/expect", {"camera": "pass", "label": "red circle"}, None, None, 401,
+         "Bearer"),
+        ("POST", "/api/expect", {"camera": "pass", "label": "red circle"}, None, "wrong", 401,
+         "token"),
+        ("POST", "/api/expect", None, b"{not json", TOKEN, 400, "JSON"),
+        ("POST", "/api/expect", None, b"\xff\xfe", TOKEN, 400, "JSON"),
+        ("POST", "/api/expect", [1, 2], None, TOKEN, 400, "object"),
+        ("POST", "/api/expect", {"label": "red circle"}, None, TOKEN, 400, "camera"),
+        ("POST", "/api/expect", {"camera": "grill", "label": "red circle"}, None, TOKEN, 404,
+         "pass, oven, door"),
+        ("POST", "/api/expect", {"camera": "pass", "label": "pizza"}, None, TOKEN, 422,
+         "allowed: red circle"),
+        ("POST", "/api/expect", {"camera": "pass", "label": None}, None, TOKEN, 422, "allowed"),
+        ("POST", "/api/expect", {"camera": "pass", "label": "red circle", "order": [1]}, None,
+         TOKEN, 400, "order"),
+        ("POST", "/api/expect", None, b"x" * 100_000, TOKEN, 413, ""),
+        ("DELETE", "/api/expect", None, None, None, 401, "Bearer"),
+        ("DELETE", "/api/expect", None, None, TOKEN, 400, "camera"),
+        ("DELETE", "/api/expect?camera=grill", None, None, TOKEN, 404, "unknown camera"),
+        ("GET", "/api/segments", None, None, None, 400, "camera"),
+        ("GET", "/api/segments?camera=pass&since=soon", None, None, None, 400, "since"),
+        ("GET", "/api/segments?camera=pass&since=nan", None, None, None, 400, "since"),
+        ("GET", "/api/nothing", None, None, None, 404, "Not Found"),
+        ("PUT", "/api/status", None, None, TOKEN, 405, "Not Allowed"),
+        ("GET", "/stream/grill.mjpg", None, None, None, 404, "unknown camera"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_clear_4xx(
+    kitchen, method, path, body, raw, token, status, words
+) -> None:  # type: ignore[no-untyped-def]
+    code, reply = kitchen.request(method, path, body=body, raw=raw, token=token)
+    assert code == status, reply
+    assert isinstance(reply, dict) and words in reply["error"], reply
+
+
+def test_segments_of_a_camera(kitchen) -> None:  # type: ignore[no-untyped-def]
+    def segments():  # type: ignore[no-untyped-def]
+        return kitchen.request("GET", "/api/segments?camera=pass&since=0")[1]["segments"]
+
+    wait_for(lambda: len(segments()) >= 2)
+    code, r = kitchen.request("GET", "/api/segments?camera=pass&since=0")
+    assert code == 200 and r["camera"] == "pass"
+    segs = r["segments"]
+    assert segs[-1]["open"] is True and all(not s["open"] for s in segs[:-1])
+    assert all(a["end"] == pytest.approx(b["start"]) for a, b in itertools.pairwise(segs))
+    assert {s["label"] for s in segs} <= set(synthetic_shapes.CLASSES)
+    code, later = kitchen.request("GET", f"/api/segments?camera=pass&since={r['now']}")
+    assert [s["open"] for s in later["segments"]] == [True]
+
+
+def test_a_mismatch_alerts_once_and_resolves_on_a_match(kitchen) -> None:  # type: ignore[no-untyped-def]
+    events = EventListener(kitchen.url)
+    try:
+        # start of a red stretch, so the mismatch below lasts well past --alert-after
+        wait_for(lambda: kitchen.camera("pass")["label"] == "blue ring")
+        wait_for(lambda: kitchen.camera("pass")["label"] == "red circle")
+        t = time.monotonic()
+        body = {"camera": "pass", "label": "blue ring", "order": 1042}
+        code, r = kitchen.request("POST", "/api/expect", body, token=TOKEN)
+        assert code == 200 and r["expected"]["label"] == "blue ring"
+        assert r["expected"]["order"] == "1042"
+
+        alert = wait_for(lambda: events.of("alert", "pass"), timeout=5)[0]["alert"]
+        assert time.monotonic() - t < 3
+        assert (alert["expected"], alert["seen"], alert["order"]) == (
+            "blue ring",
+            "red circle",
+            "1042",
+        )
+        cam = kitchen.camera("pass")
+        assert cam["match"] is False and cam["alert"]["id"] == alert["id"]
+        snap = Path(alert["snapshot"])
+        assert snap.parent == kitchen.snapshots and cv2.imread(str(snap)) is not None
+
+        resolved = wait_for(lambda: events.of("alert_resolved", "pass"), timeout=10)[0]["alert"]
+        assert resolved["id"] == alert["id"] and resolved["resolution"] == "matched"
+        assert len(events.of("alert", "pass")) == 1  # one alert for the episode
+        assert kitchen.camera("pass")["match"] is True
+
+        hooks = wait_for(lambda: kitchen.hook.posts if len(kitchen.hook.posts) >= 2 else None)
+        assert [h["event"] for h in hooks[:2]] == ["alert", "alert_resolved"]
+        assert hooks[0]["camera"] == "pass" and hooks[0]["alert"]["id"] == alert["id"]
+        assert hooks[0]["time"].endswith("Z")
+
+        code, r = kitchen.request("DELETE", "/api/expect?camera=pass", token=TOKEN)
+        assert code == 200 and r["cleared"] is True
+        assert kitchen.camera("pass")["expected"] is None
+        wait_for(lambda: events.of("expectation_cleared", "pass"))
+        assert events.of("expectation_set", "pass")[0]["expected"]["order"] == "1042"
+        code, text = kitchen.request("GET", "/metrics")
+        assert 'scenecls_alerts_total{camera="pass"} 1' in text
+    finally:
+        events.close()
+
+
+def test_a_failed_camera_is_retried_and_restored(tmp_path: Path, pass_video: Path) -> None:
+    door = tmp_path / "door.mp4"
+    door.write_text("not yet a video\n")
+    server = ServeProcess(
+        [str(door), "--name", "door", "--model", str(MODEL), "--labels", LABELS, "--loop"],
+        home=tmp_path / "home",
+    )
+    try:
+        events = EventListener(server.url)
+        wait_for(lambda: server.camera("door")["status"] == "retrying")
+        shutil.copy(pass_video, door)
+        wait_for(lambda: server.camera("door")["status"] == "running", timeout=15)
+        wait_for(lambda: events.of("source_restored", "door"))
+        wait_for(lambda: server.camera("door")["label"])
+        assert server.camera("door")["reconnects"] >= 1
+        events.close()
+    finally:
+        t = time.monotonic()
+        code = server.stop()
+        assert code == 0 and time.monotonic() - t < 5, "".join(server.log)

@@ -14,6 +14,7 @@ import pytest
 import synthetic_shapes  # scripts/ is on the path (conftest)
 
 from .conftest import MEDIA
+from .outputs import one_line_error
 from .serving import EventListener, ServeProcess, WebhookReceiver, wait_for
 
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
@@ -206,3 +207,41 @@ def test_a_failed_camera_is_retried_and_restored(tmp_path: Path, pass_video: Pat
         t = time.monotonic()
         code = server.stop()
         assert code == 0 and time.monotonic() - t < 5, "".join(server.log)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--name", "a", "--name", "b"], "2 --name for 1 sources"),
+        (["--name", "a b"], "camera name 'a b'"),
+        (["--webhook", "ftp://x/y"], "--webhook must be an http"),
+        (["--alert-after", "0"], "--alert-after must be more than 0"),
+        (["--port", "70000"], "--port must be 0..65535"),
+        (["--token", " "], "--token must not be empty"),
+        (["--labels", "red circle,pizza", "--precision", "int8", "--device", "cuda"],
+         "runs on the CPU"),
+    ],
+)  # fmt: skip
+def test_bad_serve_options_are_one_line_usage_errors(pass_video, capsys, extra, words) -> None:  # type: ignore[no-untyped-def]
+    from scenecls.cli import main
+
+    code = main(["serve", str(pass_video), "--model", str(MODEL), *extra])
+    assert code == 2
+    assert words in one_line_error(capsys.readouterr().err)
+
+
+def test_missing_source_and_busy_port_are_one_line_errors(pass_video, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from scenecls.cli import main
+
+    assert main(["serve", str(tmp_path / "nope.mp4"), "--model", str(MODEL)]) == 1
+    assert "nope.mp4 does not exist" in one_line_error(capsys.readouterr().err)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["serve", str(pass_video), "--model", str(MODEL), "--labels", LABELS,
+                     "--port", str(port)])  # fmt: skip
+    assert code == 2
+    assert "the port is in use" in one_line_error(capsys.readouterr().err)

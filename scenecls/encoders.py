@@ -145,8 +145,7 @@ class ImageEncoder:
         self._bound: Any = None  # (shape, OrtValue on the device, IOBinding)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        if pixels.ndim != 4 or pixels.shape[1] != 3:
-            raise InputError(f"expected pixels of shape (N, 3, H, W), got {pixels.shape}")
+        check_pixels(pixels)
         if pixels.shape[0] == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         x = np.ascontiguousarray(pixels, dtype=self.input_dtype)
@@ -284,6 +283,13 @@ class TextEncoder:
         if not out:
             return np.zeros((0, self.embed_dim), np.float32)
         return normalize_rows(np.concatenate(out))
+
+
+def check_pixels(pixels: np.ndarray) -> None:
+    """Refuse anything but an (N, 3, H, W) array with one clear :class:`InputError`."""
+    if getattr(pixels, "ndim", 0) != 4 or pixels.shape[1] != 3:
+        shape = getattr(pixels, "shape", type(pixels).__name__)
+        raise InputError(f"expected pixels of shape (N, 3, H, W), got {shape}")
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle
-from .encoders import normalize_rows
-from .errors import DeviceError, InputError
+from .encoders import check_pixels, normalize_rows
+from .errors import DeviceError
 
 log = logging.getLogger("scenecls")
 
@@ -119,8 +119,7 @@ class OpenVinoImageEncoder:
         self.embed_dim = bundle.embed_dim
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        if pixels.ndim != 4 or pixels.shape[1] != 3:
-            raise InputError(f"expected pixels of shape (N, 3, H, W), got {pixels.shape}")
+        check_pixels(pixels)
         if pixels.shape[0] == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         x = np.ascontiguousarray(pixels, dtype=np.float32)

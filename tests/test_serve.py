@@ -169,6 +169,8 @@ def test_a_mismatch_alerts_once_and_resolves_on_a_match(kitchen) -> None:  # typ
         resolved = wait_for(lambda: events.of("alert_resolved", "pass"), timeout=10)[0]["alert"]
         assert resolved["id"] == alert["id"] and resolved["resolution"] == "matched"
         assert len(events.of("alert", "pass")) == 1  # one alert for the episode
+        labels = [e["label"] for e in events.of("segment", "pass")]
+        assert "blue ring" in labels  # the change that resolved it, as a segment event
         assert kitchen.camera("pass")["match"] is True
 
         hooks = wait_for(lambda: kitchen.hook.posts if len(kitchen.hook.posts) >= 2 else None)
@@ -245,3 +247,22 @@ def test_missing_source_and_busy_port_are_one_line_errors(pass_video, tmp_path, 
                      "--port", str(port)])  # fmt: skip
     assert code == 2
     assert "the port is in use" in one_line_error(capsys.readouterr().err)
+
+
+def test_a_public_address_without_a_token_is_warned_about(pass_video, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from scenecls.cli import build_parser
+    from scenecls.serve_cli import _check
+
+    def warnings(*extra: str) -> list[str]:
+        caplog.clear()
+        args = build_parser().parse_args(["serve", str(pass_video), *extra])
+        with caplog.at_level(logging.WARNING, logger="scenecls"):
+            _check(args)
+        return [r.message for r in caplog.records if "without --token" in r.message]
+
+    assert warnings() == []  # 127.0.0.1 by default
+    assert warnings("--host", "::1") == []
+    assert warnings("--host", "0.0.0.0") != []
+    assert warnings("--host", "0.0.0.0", "--token", "t") == []

@@ -15,6 +15,7 @@ stored on disk.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -40,8 +41,10 @@ def openvino_unusable_reason() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin reports native bf16 support (AVX-512-BF16 or AMX)."""
+    """Whether OpenVINO's CPU plugin reports native bf16 support (AVX-512-BF16 or AMX).
+    Asked once per process: the answer does not change."""
     import openvino as ov
 
     try:

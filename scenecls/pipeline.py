@@ -21,7 +21,7 @@ from .labels import LabelSet, resolve_labels
 from .model import LabelsLike, SceneModel
 from .scoring import score
 from .sinks import RunInfo, Sink
-from .smoothing import SegmentTracker, Smoother, SmoothingConfig, count_switches
+from .smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .sources import FrameReader, FrameSource
 from .types import Frame, Prediction, Segment
 
@@ -39,6 +39,41 @@ class PipelineConfig:
     overlay_top_k: int = 3
 
 
+class BoundedSamples(list):
+    """A list of float samples that stays under ``cap`` items on runs of any length:
+    when full, every other sample is dropped and from then on only every 2nd (4th...)
+    new one is kept. Order is preserved, so early and late parts stay comparable, and
+    percentiles stay representative of the whole run."""
+
+    def __init__(self, cap: int = 65_536) -> None:
+        super().__init__()
+        self.cap = max(2, cap)
+        self.stride = 1
+        self._seen = 0
+
+    def append(self, value: float) -> None:  # type: ignore[override]
+        index, self._seen = self._seen, self._seen + 1
+        if index % self.stride:
+            return
+        super().append(value)
+        if len(self) >= self.cap:
+            del self[1::2]
+            self.stride *= 2
+
+
+class _SwitchCounter:
+    """Counts label changes in a stream of labels without keeping the stream."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.switches = 0
+
+    def add(self, label: str) -> None:
+        if self.last is not None and label != self.last:
+            self.switches += 1
+        self.last = label
+
+
 @dataclass
 class RunStats:
     """What happened in a run; :meth:`summary` formats it for people."""
@@ -54,9 +89,10 @@ class RunStats:
             ("decode", "preprocess", "encode", "smooth", "sinks"), 0.0
         )
     )
-    raw_labels: list[str] = field(default_factory=list)
-    smoothed_labels: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
+    raw_switches: int = 0
+    smoothed_switches: int = 0
+    # capture-to-label seconds of live frames, in order (thinned on very long runs)
+    latencies: BoundedSamples = field(default_factory=BoundedSamples)
     segments: list[Segment] = field(default_factory=list)
     interrupted: bool = False
     end_time: float = 0.0
@@ -79,8 +115,8 @@ class RunStats:
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
             + ("  (live: decode includes waiting for the camera)" if self.live else ""),
-            f"switches    raw {count_switches(self.raw_labels)}, "
-            f"smoothed {count_switches(self.smoothed_labels)}; {len(self.segments)} segments",
+            f"switches    raw {self.raw_switches}, "
+            f"smoothed {self.smoothed_switches}; {len(self.segments)} segments",
         ]
         if self.latencies:
             lines.append(
@@ -165,6 +201,7 @@ class Pipeline:
         last_pred: Prediction | None = None
         last_frame: Frame | None = None
         dts: list[float] = []
+        raw_switches, smoothed_switches = _SwitchCounter(), _SwitchCounter()
         stages = stats.stage_seconds
         error: BaseException | None = None
         try:
@@ -193,8 +230,8 @@ class Pipeline:
                         )
                         last_pred = pred
                         stats.frames_analysed += 1
-                        stats.raw_labels.append(pred.raw_label)
-                        stats.smoothed_labels.append(pred.label)
+                        raw_switches.add(pred.raw_label)
+                        smoothed_switches.add(pred.label)
                         if self.source.live:
                             stats.latencies.append(time.monotonic() - frame.captured_at)
                     if last_frame is not None and frame.timestamp > last_frame.timestamp:
@@ -213,6 +250,8 @@ class Pipeline:
         finally:
             stats.interrupted = stop.is_set() or isinstance(error, KeyboardInterrupt)
             reader.close()
+            stats.raw_switches = raw_switches.switches
+            stats.smoothed_switches = smoothed_switches.switches
             stats.frames_read = reader.frames_read
             stats.frames_dropped = reader.dropped
             stages["decode"] = reader.decode_seconds

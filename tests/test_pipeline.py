@@ -202,3 +202,16 @@ def test_window_quits_on_q_or_esc(tiny_model, monkeypatch) -> None:  # type: ign
         config=PipelineConfig(batch_size=1),
     ).run()
     assert len(shown) == 3 and stats.frames_analysed == 3  # stopped right after the q
+
+
+def test_bounded_samples_stay_small_and_ordered() -> None:
+    from scenecls.pipeline import BoundedSamples
+
+    samples = BoundedSamples(cap=1000)
+    for i in range(1_000_000):  # about 9 hours of a 30 fps camera
+        samples.append(float(i))
+    assert len(samples) < 1000
+    assert samples == sorted(samples)  # order kept: early and late parts comparable
+    assert samples[0] < 5_000 and samples[-1] > 995_000  # spans the whole run
+    gaps = np.diff(samples)
+    assert gaps.max() == gaps.min()  # evenly thinned, so percentiles stay fair

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NetworkError, UsageError
+from .interrupts import guard_of
 from .sinks import check_writable
 
 log = logging.getLogger("scenecls")
@@ -116,8 +117,8 @@ def run_bench(args: argparse.Namespace) -> int:
     hf = args.hf_model or model_name
     if args.baseline and (Path(hf) / "bundle.json").is_file():
         raise UsageError("--baseline needs the Hugging Face checkpoint: pass --hf-model DIR")
-    model = load_model(
-        model_name, device=args.device, precision=args.precision, batch_size=args.batch
+    model = guard_of(args).call(
+        load_model, model_name, device=args.device, precision=args.precision, batch_size=args.batch
     )
     frames = sample_frames(source, max(8, args.baseline_frames))
     report: dict[str, Any] = {

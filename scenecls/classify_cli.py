@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UsageError
+from .interrupts import guard_of
 from .sources.images import IMAGE_EXTENSIONS as SOURCE_IMAGE_EXTENSIONS
 from .sources.images import read_image
 
@@ -62,7 +63,9 @@ def run_classify(args: argparse.Namespace) -> int:
     check_min_confidence(args.min_confidence)
     paths = _image_paths(args.images)
     labelset = resolve_labels(args.labels, args.templates)
-    model = load_model(args.model, device=args.device, precision=args.precision)
+    model = guard_of(args).call(
+        load_model, args.model, device=args.device, precision=args.precision
+    )
     text = model.embed_labels(labelset)
     from .scoring import classify_scores, score
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .encoders import PRECISIONS
 from .errors import SceneclsError, UsageError
+from .interrupts import guard_of
 from .smoothing import MODES
 
 log = logging.getLogger("scenecls")
@@ -115,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--batch", type=int, default=16, help="frames per encoder call for files (default 16)"
+    )
+    g.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="webcams and streams: keep retrying one that cannot be opened or drops for "
+        "up to S seconds, with growing pauses (default 30; 0: fail at once)",
     )
     _add_smoothing_options(run)
     g = run.add_argument_group("outputs (any combination)")
@@ -332,7 +341,8 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.out is not None
         else cached_bundle_path(args.model, args.precision, args.revision)
     )
-    path = export_bundle(
+    path = guard_of(args).call(
+        export_bundle,
         args.model,
         out,
         precision=args.precision,
@@ -353,23 +363,54 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scenecls`` console script."""
+    """Entry point of the ``scenecls`` console script.
+
+    Every failure ends as one line on stderr and an exit code: 2 for a usage error, 1
+    for a failure at run time, 130 when interrupted. ``--debug`` shows the traceback.
+    """
+    from .interrupts import Interrupted, SignalGuard
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
         _setup_logging(args)
-        return run(args)
+        with SignalGuard() as guard:
+            args.guard = guard
+            return run(args)
     except SceneclsError as e:
         if debug:
             raise
-        print(f"scenecls: error: {e}", file=sys.stderr)
+        if isinstance(e, Interrupted):
+            print("scenecls: interrupted", file=sys.stderr)
+        else:
+            print(f"scenecls: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         if debug:
             raise
         print("scenecls: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a file or device failed in a way no check foresaw
+        if debug:
+            raise
+        print(f"scenecls: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: say so in one line, the traceback is one flag away
+        if debug:
+            raise
+        print(
+            f"scenecls: internal error: {type(e).__name__}: {_one_line(e)} "
+            "(run again with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (library messages sometimes span several)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

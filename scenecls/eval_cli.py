@@ -23,6 +23,7 @@ from .evaluate import (
     write_json,
     write_predictions_csv,
 )
+from .interrupts import guard_of
 from .scoring import check_min_confidence
 from .sinks import check_writable
 
@@ -83,7 +84,9 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     classes = sorted({s.label for s in truth}) if truth else images.classes  # type: ignore[union-attr]
     labelsets = {name: labels_for(args.labels, tpl, classes) for name, tpl in sets.items()}
-    model = load_model(args.model, device=args.device, precision=args.precision)
+    model = guard_of(args).call(
+        load_model, args.model, device=args.device, precision=args.precision
+    )
 
     results: dict[str, Any] = {}
     for name, labelset in labelsets.items():

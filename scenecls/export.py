@@ -31,6 +31,7 @@ from .bundle import (
     sha256_file,
 )
 from .errors import ExportError, ModelNotFoundError, NetworkError, UsageError
+from .interrupts import partial_file
 
 log = logging.getLogger("scenecls")
 
@@ -172,8 +173,9 @@ def export_bundle(
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)
     try:
-        _export_into(model_dir, tmp, model_id=model_id, revision=commit, precision=precision)
-        _replace_dir(tmp, target)
+        with partial_file(tmp):  # removed if the process is forced to exit mid-export
+            _export_into(model_dir, tmp, model_id=model_id, revision=commit, precision=precision)
+            _replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -94,6 +94,12 @@ class RunStats:
     # capture-to-label seconds of live frames, in order (thinned on very long runs)
     latencies: BoundedSamples = field(default_factory=BoundedSamples)
     segments: list[Segment] = field(default_factory=list)
+    # frames (or image files) that could not be decoded and were skipped
+    frames_skipped: int = 0
+    # the file ended before its header's frame count (a truncated recording)
+    ended_early: bool = False
+    # (start, end) seconds of input lost while a live stream was reconnecting
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     interrupted: bool = False
     end_time: float = 0.0
 
@@ -110,7 +116,9 @@ class RunStats:
             f"source      {self.source}{' (live)' if self.live else ''}"
             f"{'  [stopped early]' if self.interrupted else ''}",
             f"frames      read {self.frames_read}, analysed {self.frames_analysed}, "
-            f"dropped {self.frames_dropped}",
+            f"dropped {self.frames_dropped}"
+            + (f", undecodable (skipped) {self.frames_skipped}" if self.frames_skipped else "")
+            + ("  [input ended early: truncated?]" if self.ended_early else ""),
             f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
@@ -118,6 +126,13 @@ class RunStats:
             f"switches    raw {self.raw_switches}, "
             f"smoothed {self.smoothed_switches}; {len(self.segments)} segments",
         ]
+        if self.gaps:
+            lost = sum(b - a for a, b in self.gaps)
+            lines.append(
+                f"gaps        {len(self.gaps)} (source lost, {lost:.1f} s in all): "
+                + ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in self.gaps[:5])
+                + (" ..." if len(self.gaps) > 5 else "")
+            )
         if self.latencies:
             lines.append(
                 f"latency     capture to label p50 {self.latency_ms(50):.0f} ms, "
@@ -142,6 +157,11 @@ class _Sampler:
             self.next_t = base + k * self.step
             return True
         return False
+
+
+def _frame_duration(dts: list[float], fallback: float = 0.0) -> float:
+    """Typical seconds between frames: the median of the recent steps ``dts``."""
+    return float(np.median(dts)) if dts else fallback
 
 
 class Pipeline:
@@ -224,6 +244,8 @@ class Pipeline:
                 stages["encode"] += t2 - t1
                 for frame, sel in zip(chunk, selected, strict=True):
                     t3 = time.perf_counter()
+                    if frame.gap_before > 0 and last_frame is not None:
+                        self._gap(stats, last_frame.timestamp + _frame_duration(dts), frame)
                     if sel:
                         pred = self.tracker.track(
                             self.smoother.update(next(all_scores), frame.timestamp)
@@ -234,7 +256,11 @@ class Pipeline:
                         smoothed_switches.add(pred.label)
                         if self.source.live:
                             stats.latencies.append(time.monotonic() - frame.captured_at)
-                    if last_frame is not None and frame.timestamp > last_frame.timestamp:
+                    if (
+                        last_frame is not None
+                        and frame.timestamp > last_frame.timestamp
+                        and not frame.gap_before
+                    ):
                         dts.append(frame.timestamp - last_frame.timestamp)
                         del dts[:-32]
                     last_frame = frame
@@ -255,13 +281,11 @@ class Pipeline:
             stats.frames_read = reader.frames_read
             stats.frames_dropped = reader.dropped
             stages["decode"] = reader.decode_seconds
+            stats.frames_skipped = self.source.skipped
+            stats.ended_early = bool(getattr(self.source, "ended_early", False))
             if last_frame is not None:
-                duration = (
-                    float(np.median(dts))
-                    if dts
-                    else (1.0 / self.source.fps if self.source.fps else 0.0)
-                )
-                stats.end_time = last_frame.timestamp + duration
+                fallback = 1.0 / self.source.fps if self.source.fps else 0.0
+                stats.end_time = last_frame.timestamp + _frame_duration(dts, fallback)
                 self.tracker.close(stats.end_time)
             stats.segments = list(self.tracker.segments)
             stats.wall_seconds = time.perf_counter() - t_start
@@ -269,6 +293,21 @@ class Pipeline:
             if finish_error is not None and error is None:
                 raise finish_error
         return stats
+
+    def _gap(self, stats: RunStats, lost_at: float, frame: Frame) -> None:
+        """The source was lost before ``frame``: no segment spans the gap, and the
+        smoothing starts afresh."""
+        self.tracker.close(lost_at)
+        self.smoother.reset()
+        stats.gaps.append((lost_at, frame.timestamp))
+        log.warning(
+            "%s: input lost from %.1f s to %.1f s (%.1f s); the open segment ends at %.1f s",
+            self.source.name,
+            lost_at,
+            frame.timestamp,
+            frame.timestamp - lost_at,
+            lost_at,
+        )
 
     def _next_chunk(self, reader: FrameReader, stop: threading.Event) -> list[Frame]:
         """The next frames to process in order: one (the newest) for live sources; for

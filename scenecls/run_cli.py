@@ -12,10 +12,7 @@ log = logging.getLogger("scenecls")
 
 
 def run_video(args: argparse.Namespace) -> int:
-    import os
-    import signal
-    import threading
-
+    from .interrupts import guard_of
     from .labels import resolve_labels
     from .model import load_model
     from .pipeline import Pipeline, PipelineConfig
@@ -39,7 +36,14 @@ def run_video(args: argparse.Namespace) -> int:
         args.top_k,
     )
     labelset = resolve_labels(args.labels, args.templates)
-    source = open_source(args.source, image_fps=args.image_fps)
+    if args.reconnect_timeout < 0:
+        raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")
+    source = open_source(
+        args.source, image_fps=args.image_fps, reconnect_timeout=args.reconnect_timeout
+    )
+    if not source.live:  # a file that is no video fails now, before the model loads
+        source.open()
+        source.close()
     # every output is checked before any work starts
     sinks = []
     if args.jsonl:
@@ -57,40 +61,33 @@ def run_video(args: argparse.Namespace) -> int:
     if not sinks:
         log.warning("no output chosen: add --show, --out, --jsonl, --segments, --srt or --vtt")
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)  # second signal: leave now
-        stop.set()
-        log.warning("stopping: finishing the outputs (press Ctrl-C again to quit at once)")
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    guard = guard_of(args)
+    model = guard.call(load_model, args.model, device=args.device, precision=args.precision)
+    guard.check()
+    progress = Progress(enabled=not args.no_progress and not source.live)
+    pipeline = Pipeline(
+        model,
+        labelset,
+        source,
+        sinks,
+        smoother=Smoother(smoothing),
+        config=PipelineConfig(
+            batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
+        ),
+        on_progress=progress.update,
+    )
     try:
-        model = load_model(args.model, device=args.device, precision=args.precision)
-        progress = Progress(enabled=not args.no_progress and not source.live)
-        pipeline = Pipeline(
-            model,
-            labelset,
-            source,
-            sinks,
-            smoother=Smoother(smoothing),
-            config=PipelineConfig(
-                batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
-            ),
-            on_progress=progress.update,
-        )
-        try:
-            if stop.is_set():
-                return 130
-            stats = pipeline.run(stop)
-        finally:
-            progress.close()
+        stats = pipeline.run(guard.stop)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        progress.close()
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
     if stats.frames_read == 0 and not stats.interrupted:
         raise InputError(f"no frame could be decoded from {args.source}: is it a video?")
-    return 130 if stats.interrupted and stop.is_set() else 0
+    if stats.frames_skipped:
+        log.warning(
+            "%d frame(s) of %s could not be decoded and were skipped",
+            stats.frames_skipped,
+            args.source,
+        )
+    return 130 if stats.interrupted and guard.stop.is_set() else 0

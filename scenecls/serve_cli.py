@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import OutputError, UsageError
+from .interrupts import guard_of
 
 log = logging.getLogger("scenecls")
 
@@ -134,7 +135,9 @@ def run_serve(args: argparse.Namespace) -> int:
     labelset = resolve_labels(args.labels, args.templates)
     for spec in args.sources:  # a typo'd path or URL scheme fails now, in one line
         open_source(spec, image_fps=args.image_fps)
-    model = load_model(args.model, device=args.device, precision=args.precision, batch_size=8)
+    model = guard_of(args).call(
+        load_model, args.model, device=args.device, precision=args.precision, batch_size=8
+    )
     return asyncio.run(_serve(args, names, labelset, model, smoothing))
 
 

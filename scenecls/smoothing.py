@@ -130,7 +130,8 @@ class SegmentTracker:
 
     A segment opens at the time of the first frame with its label and closes at the
     time of the first frame with another label; :meth:`close` ends the open segment at
-    ``end`` (the end of the last frame). Segments are therefore sorted and contiguous.
+    ``end`` (the end of the last frame). Segments are therefore sorted, and contiguous
+    except where the caller closed one at a gap in the input.
     ``keep``: remember only the newest ``keep`` closed segments (a service that runs for
     days); None keeps all.
     """
@@ -179,7 +180,7 @@ class SegmentTracker:
             return None
         seg = Segment(self._label, self._start, max(end, self._start), self._mean())
         self._remember(seg)
-        self._label = None
+        self._label, self._conf_sum, self._count = None, 0.0, 0
         return seg
 
     def _remember(self, segment: Segment) -> None:

@@ -75,12 +75,15 @@ class Frame:
     source (counting every decoded frame, dropped or not). ``timestamp``: seconds;
     presentation time for files (relative to the stream start), stream clock for live
     sources. ``captured_at``: ``time.monotonic()`` when the frame was read, for latency.
+    ``gap_before``: seconds of input lost just before this frame (a live stream that
+    dropped and was reopened); 0 normally.
     """
 
     image_bgr: np.ndarray
     index: int
     timestamp: float
     captured_at: float = 0.0
+    gap_before: float = 0.0
 
     def __post_init__(self) -> None:
         img = self.image_bgr

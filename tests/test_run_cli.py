@@ -55,8 +55,8 @@ def test_run_writes_outputs_and_summary(tiny_bundle, tmp_path: Path, capsys) -> 
 @pytest.mark.parametrize(
     "argv, code, message",
     [
-        (["run", "missing.mp4"], 1, "does not exist"),
-        (["run", "ftp://host/x.mp4"], 1, "unsupported URL scheme"),
+        (["run", "missing.mp4"], 2, "does not exist"),
+        (["run", "ftp://host/x.mp4"], 2, "unsupported URL scheme"),
         (["run", "SHORT", "--jsonl", "/no/such/folder/x.jsonl"], 2, "does not exist: create it"),
         (["run", "SHORT", "--segments", "OUT/x.txt"], 2, ".json or .csv"),
         (["run", "SHORT", "--out", "OUT/x.gif"], 2, "use one of"),
@@ -151,4 +151,4 @@ def test_decoder_log_spam_is_kept_out(tiny_bundle, tmp_path: Path, capfd) -> Non
     err = capfd.readouterr().err
     assert code == 1
     assert err.strip().splitlines() == [one_line_error(err)]
-    assert "not in a format FFmpeg can read" in err
+    assert "not a video FFmpeg can read" in err

@@ -237,7 +237,7 @@ def test_missing_source_and_busy_port_are_one_line_errors(pass_video, tmp_path, 
 
     from scenecls.cli import main
 
-    assert main(["serve", str(tmp_path / "nope.mp4"), "--model", str(MODEL)]) == 1
+    assert main(["serve", str(tmp_path / "nope.mp4"), "--model", str(MODEL)]) == 2
     assert "nope.mp4 does not exist" in one_line_error(capsys.readouterr().err)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

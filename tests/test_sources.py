@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scenecls.errors import InputError
+from scenecls.errors import InputError, UsageError
 from scenecls.sources import (
     FrameReader,
     FrameSource,
@@ -95,7 +95,7 @@ def test_gif_keeps_variable_frame_durations() -> None:
 def test_image_folder_sorted_timed_and_skips_unreadable(image_folder: Path) -> None:
     src = ImageFolderSource(image_folder, image_fps=4)
     frames = _all_frames(src)
-    assert len(frames) == 4 and src.unreadable == 1
+    assert len(frames) == 4 and src.skipped == 1
     assert [f.timestamp for f in frames] == [0.0, 0.25, 0.5, 0.75]
 
 
@@ -114,9 +114,9 @@ def test_open_source_dispatch(spec: str, kind: type) -> None:
 
 def test_open_source_folder_and_bad_scheme(image_folder: Path) -> None:
     assert isinstance(open_source(str(image_folder)), ImageFolderSource)
-    with pytest.raises(InputError, match="unsupported URL scheme ftp://"):
+    with pytest.raises(UsageError, match="unsupported URL scheme ftp://"):
         open_source("ftp://example/x.mp4")
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         open_source("no-such-clip.mp4")
 
 

@@ -40,7 +40,7 @@ class Camera:
         loop: bool = False,
         image_fps: float = 1.0,
         on_state: Callable[[Camera, str, str | None], None] | None = None,
-        open_source_fn: Callable[[str, float], FrameSource] = open_source,
+        open_source_fn: Callable[[str, float], FrameSource] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -48,7 +48,10 @@ class Camera:
         self.image_fps = image_fps
         self.clock = clock
         self.on_state = on_state
-        self._open_source = open_source_fn
+        # the camera does its own reconnecting (with a status), so sources never retry
+        self._open_source = open_source_fn or (
+            lambda spec, fps: open_source(spec, image_fps=fps, reconnect_timeout=0)
+        )
         self.status = "starting"
         self.error: str | None = None
         self.started_at = clock()

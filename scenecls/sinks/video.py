@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..interrupts import track_partial, untrack_partial
 from ..types import Frame, Prediction, Segment
 from .base import RunInfo, Sink, check_writable
 
@@ -47,6 +48,7 @@ class VideoSink(Sink):
 
     def start(self, info: RunInfo) -> None:
         self._fps = self.fps or info.fps or 25.0
+        track_partial(self._tmp)  # removed if the process is forced to exit
         self._thread = threading.Thread(target=self._run, name="scenecls-video", daemon=True)
         self._thread.start()
 
@@ -98,6 +100,7 @@ class VideoSink(Sink):
             if self._error is None:
                 os.replace(self._tmp, self.path)
         self._tmp.unlink(missing_ok=True)
+        untrack_partial(self._tmp)
         if self._error is not None:
             raise OutputError(f"writing {self.path} failed: {self._error}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import UsageError
 from .base import FrameSource
 from .images import IMAGE_EXTENSIONS, ImageFolderSource
 from .opencv import LiveCaptureSource, VideoFileSource
@@ -32,28 +32,34 @@ __all__ = [
 ]
 
 
-def open_source(spec: str | int, image_fps: float = 1.0) -> FrameSource:
+def open_source(
+    spec: str | int, image_fps: float = 1.0, reconnect_timeout: float = 30.0
+) -> FrameSource:
     """A source for ``spec``: a webcam index (``0``), a stream URL, a folder of images or
-    a video file. The source is not opened yet."""
+    a video file. The source is not opened yet. ``reconnect_timeout``: seconds a webcam
+    or stream is retried when it cannot be opened or drops (0: never).
+
+    Raises :class:`UsageError` when ``spec`` names nothing (a missing path, a URL scheme
+    scenecls does not read)."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        return LiveCaptureSource(int(spec))
+        return LiveCaptureSource(int(spec), reconnect_timeout)
     match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", spec)
     if match:
         scheme = match.group(1).lower()
         if scheme == "file":
             return open_source(spec[len("file://") :], image_fps)
         if scheme not in STREAM_SCHEMES:
-            raise InputError(
+            raise UsageError(
                 f"unsupported URL scheme {scheme}:// in {spec}: use one of "
                 f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, "
                 "a file, a folder or a webcam index"
             )
-        return LiveCaptureSource(spec)
+        return LiveCaptureSource(spec, reconnect_timeout)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, image_fps)
     if not path.exists():  # fail before the model is loaded
-        raise InputError(
+        raise UsageError(
             f"{spec} does not exist: give a video file, an image folder, a webcam "
             "index or a stream URL"
         )

@@ -14,6 +14,7 @@ class FrameSource(ABC):
 
     Attributes set by :meth:`open`: ``fps`` (nominal frames per second, or None),
     ``frame_count`` (None when unknown), ``size`` ((width, height) or None).
+    ``skipped`` counts frames (or files) that could not be decoded and were passed over.
     """
 
     live: bool = False
@@ -23,6 +24,7 @@ class FrameSource(ABC):
         self.fps: float | None = None
         self.frame_count: int | None = None
         self.size: tuple[int, int] | None = None
+        self.skipped = 0
 
     @abstractmethod
     def open(self) -> None:
@@ -34,6 +36,10 @@ class FrameSource(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device or file."""
+
+    def cancel(self) -> None:  # noqa: B027 - optional hook
+        """Ask a :meth:`read` blocked in another thread (waiting to reconnect) to give
+        up soon. Called by the reader when a run stops."""
 
     def __enter__(self) -> FrameSource:
         self.open()

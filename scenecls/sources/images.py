@@ -42,7 +42,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 class ImageFolderSource(FrameSource):
     """Every image file in a folder (not recursive), in name order. Frame ``i`` has
     timestamp ``i / image_fps``. Unreadable files are skipped with a warning and counted
-    in ``unreadable``."""
+    in ``skipped``."""
 
     live = False
 
@@ -53,7 +53,6 @@ class ImageFolderSource(FrameSource):
         self.folder = Path(folder)
         self.fps = float(image_fps)
         self.files: list[Path] = []
-        self.unreadable = 0
         self._pos = 0
         self._index = 0
 
@@ -76,7 +75,7 @@ class ImageFolderSource(FrameSource):
             try:
                 image = read_image(path)
             except InputError as e:
-                self.unreadable += 1
+                self.skipped += 1
                 log.warning("skipping %s", e)
                 continue
             if self.size is None:

@@ -115,15 +115,20 @@ class FrameReader:
         return out
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop decoding, wait for the thread, release the source."""
+        """Stop decoding, wait for the thread (at most ``timeout`` s; 1 s for live
+        sources, whose reads may block on the network), release the source."""
         self._stop.set()
+        self.source.cancel()
         while True:  # unblock a producer waiting on a full queue
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(min(timeout, 1.0) if self.live else timeout)
             if self._thread.is_alive():
-                log.warning("decoder thread did not stop within %.0f s", timeout)
+                # still blocked inside the decoder: releasing the capture under it is
+                # unsafe, so leave both to the process exit (the thread is a daemon)
+                log.warning("the source did not stop in time; leaving it to close on exit")
+                return
         self.source.close()

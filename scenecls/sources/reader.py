@@ -9,6 +9,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 
 from ..types import Frame
 from .base import FrameSource
@@ -64,8 +65,12 @@ class FrameReader:
     def _put(self, item: object) -> None:
         if self.live:
             with self._cond:
-                if self._slot is not None and self._slot is not _END:
+                old = self._slot
+                if old is not None and old is not _END:
                     self.dropped += 1
+                    if isinstance(old, Frame) and old.gap_before and isinstance(item, Frame):
+                        # the frame that marked a gap is dropped: its successor marks it
+                        item = replace(item, gap_before=old.gap_before + item.gap_before)
                 if self._slot is not _END:
                     self._slot = item
                 self._cond.notify_all()

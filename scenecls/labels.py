@@ -16,6 +16,7 @@ alone uses the phrasing as is.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +32,9 @@ else:  # pragma: no cover
 
 UNKNOWN = "unknown"
 MAX_LABELS = 10_000
+# Unicode categories a label name may not contain: it is reported on one line (CSV,
+# subtitles, the overlay), so control characters and line/paragraph separators are out.
+_NOT_IN_NAMES = {"Cc", "Zl", "Zp"}
 
 # A small ensemble of the photo prompts from the CLIP paper's ImageNet prompt list.
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -54,6 +58,11 @@ class Label:
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise LabelError("a label name is empty: give every label some text")
+        if any(unicodedata.category(c) in _NOT_IN_NAMES for c in self.name):
+            raise LabelError(
+                f"label {self.name!r} contains a control character or line break: "
+                "write each label name as one line of plain text"
+            )
         if not self.phrasings or any(not p.strip() for p in self.phrasings):
             raise LabelError(f"label {self.name!r} has an empty phrasing: remove it or fill it in")
 
@@ -116,6 +125,59 @@ def validate_templates(templates: Sequence[str]) -> None:
             )
 
 
+def _shown(path: str | Path, limit: int = 120) -> str:
+    """``path`` for a one-line message: quoted if it holds unprintable characters
+    (newlines, NUL), shortened in the middle if it is very long."""
+    text = str(path)
+    if not text.isprintable():
+        text = repr(text)
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+    return text
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; False for what cannot be a path at all
+    (a NUL byte, a name too long for the file system)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; every failure as a one-line :class:`LabelError`."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise LabelError(f"{what} {_shown(path)} does not exist: check the path") from e
+    except ValueError as e:  # NUL byte in the name; UnicodeDecodeError is a ValueError too
+        if isinstance(e, UnicodeDecodeError):
+            raise LabelError(
+                f"{what} {_shown(path)} is not UTF-8 text ({e.reason} at byte {e.start}): "
+                "save it as UTF-8"
+            ) from e
+        raise LabelError(f"{what} {_shown(path)} is not a valid path: check the path") from e
+    except OSError as e:
+        raise LabelError(
+            f"cannot read {what} {_shown(path)}: {e.strerror or type(e).__name__}"
+        ) from e
+
+
+def _loads_toml(text: str, where: str) -> dict[str, Any]:
+    """Parse TOML; syntax errors become one line naming ``where`` and the line/column."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        detail = " ".join(str(e).split())  # tomllib names the line and column
+        raise LabelError(f"{where} is not valid TOML: {detail}; fix the syntax there") from e
+    except RecursionError as e:
+        raise LabelError(
+            f"{where} nests arrays or tables too deeply to read: a label file needs only "
+            "a [labels] table of strings or lists of strings"
+        ) from e
+
+
 def preset_names() -> list[str]:
     """Names of the label presets shipped in the package."""
     folder = resources.files("scenecls") / "presets"
@@ -130,20 +192,13 @@ def load_preset(name: str) -> LabelSet:
 def load_toml(path: str | Path) -> LabelSet:
     """Read a TOML label file; errors name the file and, for syntax errors, the line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise LabelError(f"label file {path} does not exist: check the path") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise LabelError(f"cannot read label file {path}: {e}") from e
-    return _from_toml_text(text, f"label file {path}")
+    text = _read_text(path, "label file")
+    return _from_toml_text(text, f"label file {_shown(path)}")
 
 
 def _from_toml_text(text: str, where: str) -> LabelSet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise LabelError(f"{where} is not valid TOML: {e}") from e
+    """The :class:`LabelSet` of a TOML document; ``where`` names it in error messages."""
+    data = _loads_toml(text, where)
     shape = (
         "expected 'templates = [\"a photo of a {}.\"]' (optional) and a [labels] table of "
         'name = "text" or name = ["text", ...]'
@@ -153,11 +208,18 @@ def _from_toml_text(text: str, where: str) -> LabelSet:
         raise LabelError(f"{where}: unexpected key(s) {sorted(unknown_keys)}: {shape}")
     raw_labels: Any = data.get("labels")
     if isinstance(raw_labels, list):
-        raw_labels = {str(n): n for n in raw_labels}
-    if not isinstance(raw_labels, dict) or not raw_labels:
+        for n in raw_labels:
+            if not isinstance(n, str):
+                raise LabelError(f"{where}: labels = [...] must list strings, not {n!r}")
+        pairs = [(n, n) for n in raw_labels]  # duplicates are caught by LabelSet
+    elif isinstance(raw_labels, dict):
+        pairs = list(raw_labels.items())
+    else:
+        pairs = []
+    if not pairs:
         raise LabelError(f"{where} has no labels: {shape}")
     labels = []
-    for name, value in raw_labels.items():
+    for name, value in pairs:
         phr = [value] if isinstance(value, str) else value
         if not isinstance(phr, list) or not phr or not all(isinstance(p, str) for p in phr):
             raise LabelError(f"{where}: label {name!r} must be a string or a list of strings")
@@ -175,18 +237,20 @@ def parse_templates(spec: str | Sequence[str]) -> tuple[str, ...]:
         templates = tuple(spec)
     elif spec.strip() == "default":
         templates = DEFAULT_TEMPLATES
-    elif spec.endswith((".txt", ".toml")) or Path(spec).is_file():
+    elif spec.endswith((".txt", ".toml")) or _is_file(spec):
         path = Path(spec)
-        if not path.is_file():
-            raise LabelError(f"template file {path} does not exist: check the path")
+        if not _is_file(spec):
+            raise LabelError(f"template file {_shown(path)} does not exist: check the path")
+        text = _read_text(path, "template file")
         if path.suffix == ".toml":
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise LabelError(f"template file {path} is not valid TOML: {e}") from e
-            templates = tuple(data.get("templates", ()))
+            found = _loads_toml(text, f"template file {_shown(path)}").get("templates", [])
+            if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+                raise LabelError(
+                    f"template file {_shown(path)}: templates must be a list of strings"
+                )
+            templates = tuple(found)
         else:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = text.splitlines()
             templates = tuple(ln.strip() for ln in lines if ln.strip() and not ln.startswith("#"))
     else:
         templates = tuple(t.strip() for t in spec.split("|") if t.strip())
@@ -213,7 +277,7 @@ def resolve_labels(
         text = spec.strip()
         if not text:
             raise LabelError("no labels given: pass --labels, e.g. --labels 'room,park,warehouse'")
-        if text.endswith(".toml") or Path(text).is_file():
+        if text.endswith(".toml") or _is_file(text):
             labelset = load_toml(text)
         elif text in preset_names():
             labelset = load_preset(text)

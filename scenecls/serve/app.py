@@ -51,7 +51,8 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _error(e.status, f"{e.reason}: {request.method} {request.path}")
+        # the raw (still percent-encoded) path: a decoded one may hold line breaks
+        return _error(e.status, f"{e.reason}: {request.method} {request.rel_url.raw_path}")
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:  # pragma: no cover - a bug; the client still gets JSON
@@ -66,7 +67,9 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     if token and request.method in ("POST", "DELETE", "PUT", "PATCH"):
         got = request.headers.get("Authorization", "")
         scheme, _, value = got.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        # compare bytes: compare_digest refuses str with non-ASCII characters
+        sent = value.strip().encode("utf-8", "surrogatepass")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent, token.encode()):
             return _error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
     return await handler(request)
 
@@ -121,12 +124,29 @@ async def _segments(request: web.Request) -> web.Response:
     return web.json_response(service.segments(camera, since))
 
 
+async def _read_json(request: web.Request) -> Any:
+    """The request body as JSON (UTF-8 unless the Content-Type names another charset)."""
+    raw = await request.read()
+    charset = request.charset or "utf-8"
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise ApiError(415, f"unknown charset {charset!r}: send the body as UTF-8") from None
+    except ValueError:  # UnicodeDecodeError
+        raise ApiError(400, f"the body is not valid {charset} text: send UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ApiError(400, "the JSON body is nested too deeply: send a flat object") from None
+    except ValueError:  # not JSON, or an integer longer than Python converts
+        raise ApiError(
+            400, 'body must be JSON: {"camera": NAME, "label": LABEL, "order": ID}'
+        ) from None
+
+
 async def _expect(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, 'body must be JSON: {"camera": NAME, "label": LABEL, "order": ID}')
+    body = await _read_json(request)
     if not isinstance(body, dict):
         return _error(400, 'body must be a JSON object: {"camera": NAME, "label": LABEL}')
     camera, label, order = body.get("camera"), body.get("label"), body.get("order")
@@ -153,16 +173,18 @@ async def _clear(request: web.Request) -> web.Response:
 async def _events(request: web.Request) -> web.StreamResponse:
     """Server-sent events; ``Last-Event-ID`` replays what the client missed (if kept)."""
     service = request.app[SERVICE]
+    after = _last_event_id(request)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
+    if request.method == "HEAD":  # headers only: a HEAD response has no body
+        return response
     queue = service.events.subscribe()
     try:
-        last = request.headers.get("Last-Event-ID", "")
-        if last.isdigit():
+        if after is not None:
             for event in service.events.recent(limit=1000):
-                if event["id"] > int(last):
+                if event["id"] > after:
                     await response.write(_sse(event))
         await response.write(b": connected\n\n")
         while True:
@@ -177,6 +199,15 @@ async def _events(request: web.Request) -> web.StreamResponse:
     finally:
         service.events.unsubscribe(queue)
     return response
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    """``Last-Event-ID`` as a number; None when absent or not plain ASCII digits (ids
+    longer than 18 digits were never sent, so there is nothing to replay)."""
+    last = request.headers.get("Last-Event-ID", "").strip()
+    if not (last.isascii() and last.isdigit()) or len(last) > 18:
+        return None
+    return int(last)
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -215,6 +246,8 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    if request.method == "HEAD":  # headers only: a HEAD response has no body
+        return response
     seen = -1
     try:
         while True:

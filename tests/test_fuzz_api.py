@@ -1,0 +1,370 @@
+"""Fuzzing the kitchen service's HTTP API: whatever a client sends (any JSON or bytes,
+any content type, query, camera name, token or Last-Event-ID), the reply is a 2xx or a
+4xx whose body is ``{"error": "one line"}``; never a 5xx, never a hung request, and
+the service keeps answering.
+
+One Service (the trained fixture model, one camera on a short looped synthetic clip)
+serves two apps, with and without a token, on an event loop in a thread. The runner is
+configured as ``scenecls serve`` configures it (handlers are not cancelled when the
+client goes away), not as aiohttp's TestServer defaults. Hypothesis runs derandomized and
+without an example database, so CI sees the same examples every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+import synthetic_shapes  # scripts/ is on the path (conftest)
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenecls.labels import resolve_labels
+from scenecls.model import load_model
+from scenecls.serve.app import create_app
+from scenecls.serve.service import Service
+
+MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
+CAMERA = "pass"
+TOKEN = "s3cret"
+TIMEOUT = 5.0  # seconds for one request, reply included: more is a hung request
+STREAMS = ("text/event-stream", "multipart/x-mixed-replace")
+
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+class _ServeLikeServer(TestServer):
+    """A TestServer whose runner is set up like ``scenecls serve``'s."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs["handler_cancellation"] = False  # aiohttp's default, and serve's
+        return web.AppRunner(self.app, shutdown_timeout=1.0, **kwargs)
+
+
+@dataclass
+class Reply:
+    method: str
+    status: int
+    content_type: str
+    body: bytes
+
+
+class Api:
+    """Two test clients (token / no token) on one service, driven from the test thread."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.clients: dict[bool, TestClient] = {}
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def start(self) -> None:
+        self.service.events.bind(asyncio.get_running_loop())
+        for secured in (True, False):
+            client = TestClient(
+                _ServeLikeServer(create_app(self.service, TOKEN if secured else ""))
+            )
+            await client.start_server()
+            self.clients[secured] = client
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        # event streams whose client left wait for their next keep-alive write to notice
+        # (as in `scenecls serve`); end them before the loop closes
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
+    def request(self, method: str, path: str, *, secured: bool = True, **kwargs: Any) -> Reply:
+        """One request; a streaming reply is read up to its first chunk, then dropped."""
+
+        async def go() -> Reply:
+            resp = await self.clients[secured].request(method, path, **kwargs)
+            try:
+                if resp.content_type.startswith(STREAMS):
+                    body = b"" if method == "HEAD" else await resp.content.readany()
+                else:
+                    body = await resp.read()
+                return Reply(method, resp.status, resp.content_type, body)
+            finally:
+                resp.close()
+
+        return self.run(asyncio.wait_for(go(), TIMEOUT))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    video = tmp_path_factory.mktemp("fuzz-api") / "pass.mp4"
+    synthetic_shapes.make_video(video, [("red circle", 0, 2), ("blue ring", 2, 4)], fps=10)
+    model = load_model(MODEL, device="cpu", precision="fp32")
+    labels = resolve_labels(",".join(synthetic_shapes.CLASSES))
+    service = Service(model, labels, [(CAMERA, str(video))], loop=True, alert_after=0.5)
+    api = Api(service)
+    try:
+        api.run(api.start())
+        service.start()
+        deadline = time.monotonic() + 30
+        while service.latest_jpeg(CAMERA)[1] is None:  # so /snapshot never answers 503
+            assert time.monotonic() < deadline, "the camera sent no frame in 30 s"
+            time.sleep(0.05)
+        yield api
+    finally:
+        api.run(api.close())
+        api.loop.call_soon_threadsafe(api.loop.stop)
+        api.thread.join(10)
+        api.loop.close()
+        service.stop()
+
+
+# -- the property ----------------------------------------------------------------------
+
+
+def check(api: Api, reply: Reply) -> None:
+    """2xx or 4xx; a 4xx is ``{"error": "one printable line"}`` (HEAD: no body); the
+    service still runs."""
+    assert 200 <= reply.status < 300 or 400 <= reply.status < 500, reply
+    if reply.method == "HEAD":
+        assert reply.body == b"", reply
+    elif reply.status >= 400:
+        assert reply.content_type == "application/json", reply
+        doc = json.loads(reply.body)
+        assert isinstance(doc, dict) and set(doc) == {"error"}, doc
+        error = doc["error"]
+        assert isinstance(error, str) and error.strip() and error.isprintable(), doc
+    elif reply.content_type == "application/json":
+        json.loads(reply.body)
+    after = api.request("GET", "/api/status")
+    assert after.status == 200 and json.loads(after.body)["cameras"][0]["name"] == CAMERA
+
+
+# -- strategies ------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(10**300), 10**300)
+    | st.floats()
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+labels = st.sampled_from([*synthetic_shapes.CLASSES, "unknown", "", "Red Circle"])
+orders = st.sampled_from(["A17", 17, -1, 2**70, True, 1.5]) | json_values
+expect_objects = st.one_of(
+    st.fixed_dictionaries({"camera": st.just(CAMERA), "label": labels}, optional={"order": orders}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "camera": st.sampled_from([CAMERA, "oven", "", " pass"]) | json_values,
+            "label": labels | json_values,
+            "order": orders,
+        },
+    ),
+)
+raw_bodies = st.sampled_from(
+    [
+        b"",
+        b"{",
+        b"null",
+        b"NaN",
+        b'{"camera": "pass", "label": ' + b"9" * 5000 + b"}",  # past Python's int limit
+        b"[" * 60_000,  # deeper than json can recurse
+        b'{"camera": "pass", "label": "red circle"}' + b" " * (70 * 1024),  # too large
+        b'{"camera": "pass", "label": "red circle", "order": "\xff"}',  # not UTF-8
+        b'\xef\xbb\xbf{"camera": "pass", "label": "red circle"}',  # a UTF-8 BOM
+        '{"camera": "pass", "label": "red circle"}'.encode("utf-16"),
+    ]
+)
+bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    expect_objects.map(lambda v: json.dumps(v).encode()),
+    expect_objects.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+    st.binary(max_size=100),
+    raw_bodies,
+)
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+content_types = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json; charset=latin-1",
+            "application/json; charset=utf-16",
+            "application/json; charset=foo",
+            "application/json; charset=rot13",
+            "application/json; charset=base64",
+            "application/json; charset=idna",
+            "application/json; charset=unicode_escape",
+            "application/json; charset=",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+            ";;;",
+        ]
+    ),
+    header_text,
+)
+auths = st.one_of(
+    st.just(f"Bearer {TOKEN}"),
+    st.none(),
+    st.sampled_from(
+        [
+            f"Bearer {TOKEN}",
+            f"bearer  {TOKEN} ",
+            "Bearer wrong",
+            "Bearer",
+            "Basic czNjcmV0",
+            "Bearer t\u00f6k\u00e9n",  # non-ASCII: hmac.compare_digest refuses str
+            "Bearer \u2603",
+        ]
+    ),
+    header_text,
+    st.text(st.characters(min_codepoint=0xA0, max_codepoint=0x2FFF), max_size=10).map(
+        "Bearer ".__add__
+    ),
+)
+query_values = st.one_of(
+    st.sampled_from([CAMERA, "", "0", "-1", "nan", "inf", "-1e308", "1e400", "1_0", "\u0661"]),
+    st.text(max_size=20),
+)
+queries = st.one_of(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["camera", "since", "limit", "x"]) | st.text(max_size=8), query_values
+        ),
+        max_size=4,
+    ).map(lambda pairs: urlencode(pairs, quote_via=quote)),
+    st.sampled_from(["camera=%ff", "%", "camera=pass&since=%zz", "&&==", "camera=pass%00"]),
+    st.sampled_from(["camera=pass&since=1e400", "camera=pass&since=-inf", "camera"]),
+)
+camera_names = st.one_of(
+    st.sampled_from([CAMERA, "", ".", "..", "pass.jpg", "PASS", "pass\n", "a/b"]),
+    st.text(max_size=20),
+)
+
+
+def with_headers(content_type: str | None, auth: str | None) -> dict[str, str]:
+    headers = {}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    if auth is not None:
+        headers["Authorization"] = auth
+    return headers
+
+
+# -- the tests -------------------------------------------------------------------------
+
+
+@FUZZ
+@given(body=bodies, content_type=content_types, auth=auths, secured=st.booleans())
+def test_post_expect_any_body(
+    api: Api, body: bytes, content_type: str | None, auth: str | None, secured: bool
+) -> None:
+    headers = with_headers(content_type, auth)
+    reply = api.request("POST", "/api/expect", secured=secured, data=body, headers=headers)
+    check(api, reply)
+    if reply.status == 200:
+        assert json.loads(reply.body)["camera"] == CAMERA
+
+
+@FUZZ
+@given(query=queries, auth=auths, secured=st.booleans())
+def test_delete_expect_any_query(api: Api, query: str, auth: str | None, secured: bool) -> None:
+    headers = with_headers(None, auth)
+    check(api, api.request("DELETE", f"/api/expect?{query}", secured=secured, headers=headers))
+
+
+@FUZZ
+@given(query=queries)
+def test_segments_any_query(api: Api, query: str) -> None:
+    reply = api.request("GET", f"/api/segments?{query}")
+    check(api, reply)
+    if reply.status == 200:
+        assert json.loads(reply.body)["camera"] == CAMERA
+
+
+@FUZZ
+@given(
+    name=camera_names,
+    route=st.sampled_from(["/snapshot/{}.jpg", "/stream/{}.mjpg", "/snapshot/{}", "/stream/{}"]),
+    method=st.sampled_from(["GET", "HEAD"]),
+)
+def test_camera_paths_any_name(api: Api, name: str, route: str, method: str) -> None:
+    check(api, api.request(method, route.format(quote(name, safe=""))))
+
+
+@FUZZ
+@given(
+    last=st.one_of(
+        st.none(),
+        st.sampled_from(["0", "1", "\u00b2", "\u0661\u0662", "9" * 5000, "-1", " 3 ", "1e3"]),
+        header_text,
+    ),
+    method=st.sampled_from(["GET", "HEAD"]),
+)
+def test_events_any_last_event_id(api: Api, last: str | None, method: str) -> None:
+    headers = {} if last is None else {"Last-Event-ID": last}
+    reply = api.request(method, "/api/events", headers=headers)
+    check(api, reply)
+    assert reply.status == 200
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(
+        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"]
+    ),
+    path=st.one_of(
+        st.sampled_from(["/", "/api/status", "/api/expect", "/healthz", "/metrics", "/api"]),
+        st.text(max_size=20).map(lambda t: "/" + quote(t)),
+    ),
+    auth=auths,
+)
+def test_any_method_any_path(api: Api, method: str, path: str, auth: str | None) -> None:
+    check(api, api.request(method, path, headers=with_headers(None, auth)))
+
+
+@pytest.mark.parametrize(
+    "method, path, body, headers, status",
+    [
+        ("POST", "/api/expect", b'{"label": ' + b"9" * 5000 + b"}", {}, 400),
+        ("POST", "/api/expect", b"[" * 60_000, {}, 400),
+        ("POST", "/api/expect", b"{}", {"Content-Type": "application/json; charset=foo"}, 415),
+        ("POST", "/api/expect", b"{}", {"Authorization": "Bearer t\u00f6k"}, 401),
+        ("GET", "/api/events", None, {"Last-Event-ID": "\u00b2"}, 200),
+        ("GET", "/api/events", None, {"Last-Event-ID": "9" * 5000}, 200),
+        ("HEAD", "/stream/pass.mjpg", None, {}, 200),
+        ("GET", "/nothing%0Ahere", None, {}, 404),
+    ],
+)
+def test_found_by_fuzzing_api(
+    api: Api, method: str, path: str, body: bytes | None, headers: dict[str, str], status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", **headers}
+    reply = api.request(method, path, data=body, headers=headers)
+    check(api, reply)
+    assert reply.status == status

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 from ..errors import OutputError, UsageError
 from ..types import Frame, Prediction, Segment
-from .base import RunInfo, Sink, check_writable, write_text_atomic
+from .base import DiskWatch, RunInfo, Sink, check_writable, write_text_atomic
 
 
 class JsonlSink(Sink):
@@ -26,12 +28,15 @@ class JsonlSink(Sink):
 
     def __init__(self, path: str | Path) -> None:
         self.path = check_writable(Path(path), "--jsonl")
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._labels: tuple[str, ...] = ()
+        self._good = 0  # bytes of whole lines written
+        self._disk = DiskWatch(self.path)
 
     def start(self, info: RunInfo) -> None:
         self._labels = info.labels
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish
+        self._good = 0
 
     def on_frame(
         self,
@@ -51,11 +56,24 @@ class JsonlSink(Sink):
             "raw_label": prediction.raw_label,
             "scores": {lb: round(float(p), 6) for lb, p in zip(self._labels, probs, strict=True)},
         }
+        self._disk.check()
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.write(line)
             self._file.flush()
         except OSError as e:
-            raise OutputError(f"writing {self.path} failed: {e}") from e
+            self._abandon()
+            raise OutputError(f"writing {self.path} failed: {e.strerror or e}") from e
+        self._good += len(line)
+
+    def _abandon(self) -> None:
+        """After a failed write (disk full): close, and cut the file back to its last
+        whole line, so it stays valid JSON Lines."""
+        f, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            f.close()  # type: ignore[union-attr]  # flushing the rest fails again: fine
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._good)
 
     def finish(self, segments: Sequence[Segment]) -> None:
         if self._file is not None:

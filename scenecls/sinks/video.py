@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import OutputError, UsageError
 from ..interrupts import track_partial, untrack_partial
 from ..types import Frame, Prediction, Segment
-from .base import RunInfo, Sink, check_writable
+from .base import DiskWatch, RunInfo, Sink, check_writable
 
 log = logging.getLogger("scenecls")
 
@@ -45,6 +45,7 @@ class VideoSink(Sink):
         self._writer: cv2.VideoWriter | None = None
         self._error: BaseException | None = None
         self.frames_written = 0
+        self._disk = DiskWatch(self.path)
 
     def start(self, info: RunInfo) -> None:
         self._fps = self.fps or info.fps or 25.0
@@ -87,6 +88,7 @@ class VideoSink(Sink):
     ) -> None:
         if self._error is not None:
             raise OutputError(f"writing {self.path} failed: {self._error}")
+        self._disk.check()
         self._queue.put(annotated_bgr if annotated_bgr is not None else frame.image_bgr)
 
     def finish(self, segments: Sequence[Segment]) -> None:
@@ -97,12 +99,30 @@ class VideoSink(Sink):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            if self._error is None and not _plays(self._tmp, self.frames_written):
+                # OpenCV does not report failed writes: check the finished file instead
+                self._error = OSError(
+                    "the video could not be completed (disk full, or a write error); it was removed"
+                )
             if self._error is None:
                 os.replace(self._tmp, self.path)
         self._tmp.unlink(missing_ok=True)
         untrack_partial(self._tmp)
         if self._error is not None:
             raise OutputError(f"writing {self.path} failed: {self._error}")
+
+
+def _plays(path: Path, frames: int) -> bool:
+    """Whether the video at ``path`` opens, decodes its first frame, and declares at
+    least most of the ``frames`` written to it (when it declares a count at all)."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not cap.isOpened() or not cap.read()[0]:
+            return False
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        return count <= 0 or count >= 0.95 * frames
+    finally:
+        cap.release()
 
 
 class WindowSink(Sink):

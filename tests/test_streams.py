@@ -70,7 +70,8 @@ def test_stream_that_never_opens_is_retried_then_fails_in_one_line(
     took = time.monotonic() - t0
     assert proc.returncode == 1, proc.stderr
     line = one_line_error(proc.stderr)
-    assert f"cannot open stream {url} for 2 s" in line and "tries" in line
+    assert f"cannot open stream {url} (tried " in line and "times in 2 s)" in line
+    assert "--reconnect-timeout S waits longer" in line
     assert "check the URL and that the server is up" in line
     assert "retrying for up to 2 s" in proc.stderr  # the user saw it waiting
     assert took < 30  # it gave up, bounded by --reconnect-timeout (plus model load)
@@ -182,3 +183,24 @@ def test_a_webcam_that_does_not_exist_is_one_line(tiny_bundle: Path, capsys) -> 
     assert main(["run", str(index), "--model", str(tiny_bundle)]) == 2
     line = one_line_error(capsys.readouterr().err)
     assert f"webcam {index} does not exist: cameras here:" in line
+
+
+def test_stream_that_stays_down_ends_the_run_with_valid_outputs(
+    tiny_bundle: Path, tmp_path: Path, real_frames
+) -> None:  # type: ignore[no-untyped-def]
+    jsonl, segs = tmp_path / "out.jsonl", tmp_path / "segments.json"
+    with MjpegServer(real_frames[:8], fps=20) as server:
+        cmd = _scenecls("run", server.url, "--model", str(tiny_bundle), "--reconnect-timeout",
+                        "2", "--jsonl", str(jsonl), "--segments", str(segs))  # fmt: skip
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        _wait_lines(jsonl, 20, proc)
+        server.stop()  # and it never comes back
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert time.monotonic() - t0 < 10  # about --reconnect-timeout, not forever
+    line = one_line_error(err)
+    assert f"stream {server.url} was lost and could not be reopened (tried " in line
+    rows = read_jsonl(jsonl)
+    segments = read_segments(segs)
+    assert segments[-1]["end"] == pytest.approx(rows[-1]["time"], abs=0.5)

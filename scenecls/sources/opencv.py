@@ -241,11 +241,16 @@ class LiveCaptureSource(_CaptureSource):
             cap.release()
             left = deadline - time.monotonic()
             if left <= 0 or self._cancel.is_set():
-                waited = f" for {self.reconnect_timeout:g} s ({tries} tries)" if tries > 1 else ""
-                verb = "cannot open" if first else "lost, and could not reopen"
+                waited = (
+                    f" (tried {tries} times in {self.reconnect_timeout:g} s)" if tries > 1 else ""
+                )
+                if first:
+                    raise InputError(
+                        f"cannot open {self._what}{waited}: {self._fix()}"
+                        + (" (--reconnect-timeout S waits longer)" if tries > 1 else "")
+                    )
                 raise InputError(
-                    f"{verb} {self._what}{waited}: {self._fix()}"
-                    + (" (--reconnect-timeout S waits longer)" if first else "")
+                    f"{self._what} was lost and could not be reopened{waited}: {self._fix()}"
                 )
             if tries == 1:
                 log.warning(

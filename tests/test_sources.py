@@ -108,7 +108,10 @@ def test_image_folder_sorted_timed_and_skips_unreadable(image_folder: Path) -> N
         (str(VIDEOS[0]), VideoFileSource),
     ],
 )
-def test_open_source_dispatch(spec: str, kind: type) -> None:
+def test_open_source_dispatch(spec: str, kind: type, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import scenecls.sources.opencv as opencv
+
+    monkeypatch.setattr(opencv.glob, "glob", lambda pattern: ["/dev/video0"])  # a camera
     assert isinstance(open_source(spec), kind)
 
 

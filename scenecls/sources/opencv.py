@@ -192,6 +192,11 @@ class LiveCaptureSource(_CaptureSource):
         if reconnect_timeout < 0:
             raise UsageError(f"--reconnect-timeout must be 0 or more, not {reconnect_timeout}")
         self.target = target
+        if isinstance(target, int) and sys.platform.startswith("linux"):
+            devices = sorted(glob.glob("/dev/video*"))
+            if f"/dev/video{target}" not in devices:  # fail before the model is loaded
+                have = ", ".join(devices) if devices else "none (no /dev/video*)"
+                raise UsageError(f"webcam {target} does not exist: cameras here: {have}")
         self.reconnect_timeout = float(reconnect_timeout)
         self.gaps: list[tuple[float, float]] = []
         self._t0: float | None = None
@@ -218,11 +223,6 @@ class LiveCaptureSource(_CaptureSource):
         return "check the URL and that the server is up"
 
     def open(self) -> None:
-        if isinstance(self.target, int) and sys.platform.startswith("linux"):
-            devices = sorted(glob.glob("/dev/video*"))
-            if f"/dev/video{self.target}" not in devices:
-                have = ", ".join(devices) if devices else "none (no /dev/video*)"
-                raise UsageError(f"webcam {self.target} does not exist: cameras here: {have}")
         self._cancel.clear()
         self._connect(first=True)
         if self._t0 is None:

@@ -98,7 +98,7 @@ class SignalGuard:
     exit at once.
     """
 
-    def __init__(self, grace: float = 1.8) -> None:
+    def __init__(self, grace: float = 1.5) -> None:
         self.grace = grace
         self.stop = threading.Event()
         self._previous: dict[int, object] = {}

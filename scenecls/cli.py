@@ -1,4 +1,4 @@
-"""Command line: ``scenecls export`` and ``scenecls classify``.
+"""Command line: every ``scenecls`` command (the bigger ones live in ``*_cli`` modules).
 
 Parsing (:func:`build_parser`) is separate from running (:func:`run`); :func:`main` is
 the one place that turns a :class:`SceneclsError` into a line on stderr and an exit code.
@@ -232,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
 
+    from .annotate_cli import add_annotate_parser
+    from .find_cli import add_find_parser
     from .serve_cli import add_serve_parser
 
     add_serve_parser(sub, common)
+    add_annotate_parser(sub, common)
+    add_find_parser(sub, common)
     return parser
 
 
@@ -329,6 +333,14 @@ def run(args: argparse.Namespace) -> int:
         from .eval_cli import run_eval
 
         return run_eval(args)
+    if args.command == "annotate":
+        from .annotate_cli import run_annotate
+
+        return run_annotate(args)
+    if args.command == "find":
+        from .find_cli import run_find
+
+        return run_find(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 

@@ -71,6 +71,11 @@ class SceneModel:
             self._text_encoder = TextEncoder(self.bundle, self._device_request)
         return self._text_encoder
 
+    def release_text_encoder(self) -> None:
+        """Free the text tower's session (its memory) once the label embeddings are made;
+        it is created again if texts need encoding later."""
+        self._text_encoder = None
+
     def preprocess(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """HxWx3 uint8 BGR images of any size -> (N, 3, 224, 224) float32 RGB normalised."""
         return self.preprocessor.batch(images_bgr)

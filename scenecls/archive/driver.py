@@ -132,8 +132,6 @@ def _lock(out_dir: Path) -> Iterator[None]:
 
 def _prepare_out_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file: give a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -268,14 +266,19 @@ def annotate_archive(
         raise UsageError("--ray-address needs --engine ray")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
+    if engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # not installed: say so before anything is written
     t0 = time.perf_counter()
+    if Path(options.out_dir).exists() and not Path(options.out_dir).is_dir():
+        raise UsageError(f"--out {options.out_dir} is a file: give a folder")
+    videos = expand_inputs(inputs, Path(options.out_dir).resolve())  # before writing anything
     out_dir = _prepare_out_dir(options.out_dir)
     options = replace(options, out_dir=out_dir)
-    summary = ArchiveSummary(out_dir=out_dir, engine=engine)
+    summary = ArchiveSummary(out_dir=out_dir, engine=engine, found=len(videos))
     with _lock(out_dir):
         _clear_partials(out_dir)
-        videos = expand_inputs(inputs, out_dir)
-        summary.found = len(videos)
         with Manifest(out_dir) as manifest:
             videos = _mirror_paths(videos, manifest, out_dir)
             partial = out_dir / PARTIAL_DIR

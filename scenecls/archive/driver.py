@@ -28,7 +28,7 @@ from ..interrupts import SignalGuard, track_partial, untrack_partial
 from ..sinks import check_writable
 from .engine import Engine, identities
 from .inputs import VideoInput, expand_inputs
-from .job import PARTIAL_DIR, VideoTask
+from .job import FATAL, PARTIAL_DIR, VideoTask
 from .manifest import MANIFEST_NAME, Manifest
 from .options import ArchiveOptions, ModelIdentity
 from .progress import ArchiveProgress
@@ -52,6 +52,7 @@ class ArchiveSummary:
     failed: int = 0
     not_done: int = 0  # left when the run was stopped
     interrupted: bool = False
+    stopped_by: str | None = None  # the output error that stopped the run
     video_seconds: float = 0.0
     archive_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -62,8 +63,9 @@ class ArchiveSummary:
 
     @property
     def exit_code(self) -> int:
-        """130 when stopped, 1 when a video failed, else 0."""
-        return 130 if self.interrupted else 1 if self.failed else 0
+        """130 when stopped by a signal, 1 when a video failed or the outputs could not be
+        written, else 0."""
+        return 130 if self.interrupted else 1 if self.failed or self.stopped_by else 0
 
     @property
     def throughput(self) -> float:
@@ -75,7 +77,7 @@ class ArchiveSummary:
             f"videos      {self.found} found: {self.done} annotated, {self.skipped} skipped "
             f"(already done), {self.failed} failed"
         )
-        if self.interrupted:
+        if self.interrupted or self.stopped_by:
             counts += f", {self.not_done} not done (stopped)"
         out = [
             counts,
@@ -93,6 +95,8 @@ class ArchiveSummary:
                 f"failed      ... and {len(self.failures) - max_failures} more "
                 '("status": "failed" in the manifest)'
             )
+        if self.stopped_by:
+            out.append(f"stopped     the outputs cannot be written: {self.stopped_by}")
         out.append(f"manifest    {self.out_dir / MANIFEST_NAME}")
         return out
 
@@ -391,13 +395,17 @@ def _dispatch(
             if result is not None and result.get("status") != "interrupted":
                 finished += 1
                 bytes_done += int(result.get("size") or 0)
+                if result.pop(FATAL, False) and not stopping:
+                    summary.stopped_by = str(result.get("error"))
+                    stopping = True
+                    eng.stop()
                 _record(result, manifest, summary, out_dir, bar)
             in_flight = sum(sizes.get(i, 0) * f for i, f in eng.fractions().items())
             bar.update(finished, summary.failed, bytes_done + in_flight, summary.video_seconds)
     finally:
         bar.close()
     if stopping or guard.stop.is_set():
-        summary.interrupted = True
+        summary.interrupted = summary.stopped_by is None
         summary.not_done = len(tasks) - finished
 
 

@@ -10,6 +10,7 @@ worker was asked to stop, ``interrupted`` (not recorded, nothing left behind).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import InputError, SceneclsError
+from ..errors import InputError, OutputError, SceneclsError
 from ..model import SceneModel
 from ..pipeline import Pipeline, PipelineConfig
 from ..sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
@@ -36,6 +37,9 @@ log = logging.getLogger("scenecls")
 PARTIAL_DIR = ".scenecls-partial"
 """Folder inside the output folder where videos in progress are written (removed at the
 start and end of every run, so an interrupted run leaves nothing behind for long)."""
+
+FATAL = "_fatal"
+"""Key the driver pops from a result: the failure was on the outputs' side."""
 
 ProgressCallback = Callable[[int, float], None]
 
@@ -103,12 +107,14 @@ def annotate_video(
     """Annotate ``task``'s video with ``model`` and return its manifest entry.
 
     Never raises for a problem of the video or its outputs: those make a ``failed``
-    entry with the error on one line. ``stop`` set: returns ``{"status":
+    entry with the error on one line (marked :data:`FATAL` when the outputs cannot be
+    written at all). ``stop`` set: returns ``{"status":
     "interrupted"}`` with nothing written. ``on_progress(task.index, fraction)`` is
     called after each encoder batch.
     """
     t0 = time.perf_counter()
     entry: dict[str, Any] = {"input": task.path, "file": task.rel}
+    fatal = False
     collect = _Collect()
     log.addHandler(collect)
     partial_root = Path(options.out_dir) / PARTIAL_DIR
@@ -175,6 +181,11 @@ def annotate_video(
                 p.unlink()
         message = str(e) if isinstance(e, SceneclsError | OSError) else f"{type(e).__name__}: {e}"
         entry.update(status="failed", error=_one_line(message), outputs={})
+        # the outputs' side failed (disk full, read-only, no encoder): every other video
+        # would fail the same way, so the driver stops the run
+        fatal = isinstance(e, OutputError) or (
+            isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+        )
         entry.setdefault("size", None)
         entry.setdefault("mtime", None)
         entry.setdefault("mtime_ns", None)
@@ -194,7 +205,10 @@ def annotate_video(
         worker=f"{socket.gethostname()}:{os.getpid()}",
         warnings=collect.messages,
     )
-    return _ordered(entry)
+    result = _ordered(entry)
+    if fatal:
+        result[FATAL] = True  # for the driver only; not part of the manifest entry
+    return result
 
 
 _ORDER = (

@@ -306,6 +306,29 @@ def test_killed_run_resumes_without_duplicates_or_half_files(
                 parse_captions(path)
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The pool processes started by ``pid`` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_that_dies_costs_no_video(bigger_archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _start(bigger_archive, out, "--workers", "1", "--outputs", "jsonl,segments,video")
+    _wait_for_done(proc, out)
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err  # the broken file only
+    assert "a worker process died" in err and "Traceback" not in err
+    lines = manifest_lines(out)
+    assert len(lines) == 3 + 4 * 3 + 1
+    assert all(e["status"] == "done" for e in lines if e["file"] != BROKEN)
+    assert not (out / PARTIAL_DIR).exists()
+
+
 def test_ctrl_c_stops_the_hand_out_and_leaves_only_finished_videos(
     bigger_archive: Path, tmp_path: Path
 ) -> None:

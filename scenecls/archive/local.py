@@ -33,7 +33,7 @@ from .worker import WorkerConfig, WorkerState
 log = logging.getLogger("scenecls")
 
 TICK = 0.2  # seconds between the None results that let the driver redraw
-_MAX_RESTARTS = 3
+_MAX_RESTARTS = 3  # worker deaths in a row (no video finished in between) before giving up
 _DIED = (
     "the worker process died while annotating it (out of memory, or killed); run again to retry it"
 )
@@ -184,10 +184,16 @@ class LocalEngine:
         assert self._pool is not None, "start() first"
         pending = deque(tasks)
         running: dict[Future[dict[str, Any]], VideoTask] = {}
+        lost: set[int] = set()  # tasks already in flight once when a worker died
         while pending or running:
+            broken = False
             while pending and not self._stopping and len(running) < self.workers + 1:
-                task = pending.popleft()
-                running[self._pool.submit(_annotate, task)] = task
+                try:
+                    future = self._pool.submit(_annotate, pending[0])
+                except BrokenProcessPool:  # a worker died while the pool was idle
+                    broken = True
+                    break
+                running[future] = pending.popleft()
             done, _ = wait(list(running), timeout=TICK, return_when=FIRST_COMPLETED)
             self._drain_progress()
             if self._stopping:
@@ -195,23 +201,34 @@ class LocalEngine:
                 for fut in list(running):
                     if fut.cancel():
                         running.pop(fut)
-            if not done:
+            if not done and not broken:
                 yield None
                 continue
-            broken = False
             for fut in done:
                 task = running.pop(fut)
                 self._fractions.pop(task.index, None)
                 try:
-                    yield fut.result()
+                    result = fut.result()
                 except BrokenProcessPool:
                     broken = True
-                    yield failed_entry(task, _DIED)
-            if broken:  # every video in flight is lost with the pool: failed, retried next run
+                    running[fut] = task  # handled with the others below
+                    continue
+                self._restarts = 0  # progress: the workers are not dying over and over
+                yield result
+            if broken:
+                # the pool is gone, and with it every video in flight (which one killed
+                # its worker is unknown): each goes round once more, then counts as failed
                 for fut, task in running.items():
-                    with contextlib.suppress(Exception):
-                        fut.result(timeout=5)
-                    yield failed_entry(task, _DIED)
+                    try:
+                        yield fut.result(timeout=5)
+                        continue
+                    except Exception:
+                        pass
+                    if task.index in lost or self._stopping:
+                        yield failed_entry(task, _DIED)
+                    else:
+                        lost.add(task.index)
+                        pending.appendleft(task)
                 running.clear()
                 self._restart()
 
@@ -220,7 +237,7 @@ class LocalEngine:
         self._restarts += 1
         if self._restarts > _MAX_RESTARTS:
             raise SceneclsError("worker processes keep dying (out of memory?): use fewer --workers")
-        log.warning("a worker process died; starting new workers")
+        log.warning("a worker process died; its videos go round once more in new workers")
         assert self._pool is not None
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()

@@ -230,10 +230,11 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     out.mkdir()
+    video = _touch(tmp_path / "in" / "v.mp4")
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(UsageError, match="another scenecls annotate is writing"):
-            annotate_archive([str(tmp_path)], _options(out_dir=out))
+            annotate_archive([str(video)], _options(out_dir=out))
     finally:
         os.close(fd)

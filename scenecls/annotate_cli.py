@@ -82,14 +82,7 @@ def run_annotate(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    smoothing = SmoothingConfig(
-        args.smoothing,
-        args.half_life,
-        args.min_dwell,
-        args.switch_margin,
-        args.min_confidence,
-        args.top_k,
-    )
+    smoothing = SmoothingConfig.from_args(args)
     options = ArchiveOptions(
         out_dir=args.out,
         model=str(args.model),

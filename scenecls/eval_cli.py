@@ -68,9 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError("--predictions and --label-map are for image folders")
     if not video and args.timeline:
         raise UsageError("--timeline is for a video with --truth")
-    smoothing = SmoothingConfig(
-        args.smoothing, args.half_life, args.min_dwell, args.switch_margin, args.min_confidence
-    )
+    smoothing = SmoothingConfig.from_args(args)
     sets: dict[str, Any] = (
         read_template_sets(args.compare_templates)
         if args.compare_templates

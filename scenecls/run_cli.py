@@ -27,14 +27,7 @@ def run_video(args: argparse.Namespace) -> int:
         raise UsageError(f"--fps must be more than 0, not {args.fps}")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    smoothing = SmoothingConfig(
-        args.smoothing,
-        args.half_life,
-        args.min_dwell,
-        args.switch_margin,
-        args.min_confidence,
-        args.top_k,
-    )
+    smoothing = SmoothingConfig.from_args(args)
     labelset = resolve_labels(args.labels, args.templates)
     if args.reconnect_timeout < 0:
         raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")

@@ -129,9 +129,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .sources import open_source
 
     names = _check(args)
-    smoothing = SmoothingConfig(
-        args.smoothing, args.half_life, args.min_dwell, args.switch_margin, args.min_confidence
-    )
+    smoothing = SmoothingConfig.from_args(args)
     labelset = resolve_labels(args.labels, args.templates)
     for spec in args.sources:  # a typo'd path or URL scheme fails now, in one line
         open_source(spec, image_fps=args.image_fps)

@@ -56,6 +56,19 @@ class SmoothingConfig:
         if not 0 <= self.min_confidence <= 1:
             raise UsageError(f"--min-confidence is in [0, 1], not {self.min_confidence}")
 
+    @classmethod
+    def from_args(cls, args: object) -> SmoothingConfig:
+        """The settings of a parsed command line with the smoothing options (``top_k``
+        where the command has ``--top-k``)."""
+        return cls(
+            args.smoothing,  # type: ignore[attr-defined]
+            args.half_life,  # type: ignore[attr-defined]
+            args.min_dwell,  # type: ignore[attr-defined]
+            args.switch_margin,  # type: ignore[attr-defined]
+            args.min_confidence,  # type: ignore[attr-defined]
+            getattr(args, "top_k", 3),
+        )
+
 
 class Smoother:
     """Stateful: feed frames in time order with :meth:`update`."""

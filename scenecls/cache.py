@@ -39,10 +39,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with partial_file(Path(tmp)), os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with partial_file(Path(tmp)):
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.chmod(tmp, default_file_mode())
             os.replace(tmp, path)
     except BaseException:

@@ -3,26 +3,63 @@
 Public API::
 
     import scenecls
+
     model = scenecls.load_model("openai/clip-vit-base-patch32", device="auto")
     results = model.classify([image_bgr], ["room", "park", "warehouse"], top_k=3)
+
+    source = scenecls.open_source("video.mp4")
+    sinks = [scenecls.JsonlSink("frames.jsonl"), scenecls.SegmentsSink("segments.csv")]
+    stats = scenecls.Pipeline(model, "room,park,warehouse", source, sinks).run()
+
+Everything here is re-exported from the layer packages (:mod:`scenecls.model`,
+:mod:`scenecls.video`); import from this module, the layout below it may change.
 """
 
-__version__ = "0.1.0"
-
 from .errors import SceneclsError
-from .labels import Label, LabelSet, resolve_labels
-from .model import SceneModel, load_model
-from .types import Candidate, Classification, Scores
+from .model import Label, LabelSet, SceneModel, load_model, resolve_labels
+from .types import Candidate, Classification, Frame, Prediction, Scores, Segment
+from .version import __version__
+from .video.pipeline import Pipeline, PipelineConfig, RunStats
+from .video.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink, WindowSink
+from .video.smoothing import Smoother, SmoothingConfig
+from .video.sources import (
+    FrameSource,
+    ImageFolderSource,
+    LiveCaptureSource,
+    SimulatedLiveSource,
+    VideoFileSource,
+    open_source,
+)
 
 __all__ = [
     "Candidate",
+    "CaptionSink",
     "Classification",
+    "Frame",
+    "FrameSource",
+    "ImageFolderSource",
+    "JsonlSink",
     "Label",
     "LabelSet",
+    "LiveCaptureSource",
+    "Pipeline",
+    "PipelineConfig",
+    "Prediction",
+    "RunStats",
     "SceneModel",
     "SceneclsError",
     "Scores",
+    "Segment",
+    "SegmentsSink",
+    "SimulatedLiveSource",
+    "Sink",
+    "Smoother",
+    "SmoothingConfig",
+    "VideoFileSource",
+    "VideoSink",
+    "WindowSink",
     "__version__",
     "load_model",
+    "open_source",
     "resolve_labels",
 ]

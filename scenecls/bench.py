@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .labels import LabelSet
-from .model import SceneModel
+from .model.labels import LabelSet
+from .model.scene_model import SceneModel
 
 log = logging.getLogger("scenecls")
 
@@ -35,9 +35,9 @@ def bench_end_to_end(
     model: SceneModel, video: Path, labelset: LabelSet, batch: int
 ) -> dict[str, Any]:
     """Annotate ``video`` with JSONL and segment outputs, as a user would; per-stage ms."""
-    from .pipeline import Pipeline, PipelineConfig
-    from .sinks import JsonlSink, SegmentsSink
-    from .sources import VideoFileSource
+    from .video.pipeline import Pipeline, PipelineConfig
+    from .video.sinks import JsonlSink, SegmentsSink
+    from .video.sources import VideoFileSource
 
     with tempfile.TemporaryDirectory() as tmp:
         sinks = [JsonlSink(Path(tmp) / "f.jsonl"), SegmentsSink(Path(tmp) / "s.json")]
@@ -76,7 +76,7 @@ def bench_encoder(
 def bench_fidelity(encoder: Any, reference: Any, pixels: np.ndarray) -> dict[str, Any]:
     """Agreement of ``encoder`` with the fp32 ``reference`` on the same (N, 3, H, W)
     float32 pixels: cosine of the image embeddings, min and mean over the N frames."""
-    from .fidelity import cosine_rows
+    from .model.fidelity import cosine_rows
 
     cos = cosine_rows(encoder(pixels), reference(pixels))
     return {"frames": len(cos), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
@@ -92,8 +92,8 @@ def bench_precisions(
 ) -> dict[str, Any]:
     """Encoder alone in each precision (same bundle, CPU unless fp16): batch-1 and batched
     ms per image, and agreement with the fp32 ``reference`` on ``pixels`` (N, 3, H, W)."""
-    from .encoders import create_image_encoder
     from .errors import SceneclsError
+    from .model.runtimes.select import create_image_encoder
 
     out: dict[str, Any] = {}
     one, many = pixels[:1], np.repeat(pixels[:1], batch, axis=0)
@@ -125,8 +125,8 @@ def bench_live(
     fps: float = 30.0,
 ) -> dict[str, Any]:
     """A simulated camera at ``fps``: capture-to-label latency percentiles and drops."""
-    from .pipeline import Pipeline
-    from .sources import SimulatedLiveSource
+    from .video.pipeline import Pipeline
+    from .video.sources import SimulatedLiveSource
 
     stats = Pipeline(model, labelset, SimulatedLiveSource(frames, fps=fps, duration=seconds)).run()
     lat = np.asarray(stats.latencies)

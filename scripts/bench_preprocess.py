@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from transformers import CLIPImageProcessor
 
-    from scenecls.export import read_preprocessing
-    from scenecls.preprocess import Preprocessor
-    from scenecls.sources import sample_frames
+    from scenecls.model.export import read_preprocessing
+    from scenecls.model.preprocess import Preprocessor
+    from scenecls.video.sources import sample_frames
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)

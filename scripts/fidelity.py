@@ -46,11 +46,11 @@ def measure(hf_model: Path, frames_per_video: int, bundle_dir: Path | None = Non
     from transformers import CLIPModel, CLIPProcessor
 
     import scenecls
-    from scenecls.encoders import create_image_encoder
-    from scenecls.export import export_bundle
-    from scenecls.fidelity import cosine_rows
-    from scenecls.labels import resolve_labels
-    from scenecls.sources import sample_frames
+    from scenecls.model.export import export_bundle
+    from scenecls.model.fidelity import cosine_rows
+    from scenecls.model.labels import resolve_labels
+    from scenecls.model.runtimes.select import create_image_encoder
+    from scenecls.video.sources import sample_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = bundle_dir or export_bundle(str(hf_model), Path(tmp) / "bundle")

@@ -39,7 +39,7 @@ def measure(precision: str, threads: int, m: int = 800, k: int = 768, n: int = 3
     import openvino as ov
     import openvino.opset13 as ops
 
-    from scenecls.openvino_encoder import INT8_GROUP_SIZE, compress_linear_weights
+    from scenecls.model.runtimes.openvino import INT8_GROUP_SIZE, compress_linear_weights
 
     rng = np.random.default_rng(0)
     x = ops.parameter([m, k], ov.Type.f32)
@@ -69,7 +69,7 @@ def measure(precision: str, threads: int, m: int = 800, k: int = 768, n: int = 3
 
 
 def main() -> int:
-    from scenecls.encoders import cpu_threads
+    from scenecls.model.runtimes.base import cpu_threads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=cpu_threads())

@@ -47,8 +47,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import REPO, videos
 
-from scenecls.sinks import Sink
 from scenecls.types import Frame, Prediction
+from scenecls.video.sinks import Sink
 
 RSS_BAR_MB = 50.0
 LATENCY_BAR_RATIO = 1.2
@@ -192,7 +192,7 @@ def load_frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:
     (width, height) as it is decoded: HxWx3 uint8 BGR."""
     import cv2
 
-    from scenecls.sources import VideoFileSource
+    from scenecls.video.sources import VideoFileSource
 
     paths = videos()
     per_video = [count // len(paths) + (i < count % len(paths)) for i in range(len(paths))]
@@ -383,10 +383,10 @@ def table(windows: list[Window]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scenecls.model import load_model
-    from scenecls.pipeline import Pipeline
-    from scenecls.sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink
-    from scenecls.sources import SimulatedLiveSource
+    from scenecls.model.scene_model import load_model
+    from scenecls.video.pipeline import Pipeline
+    from scenecls.video.sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink
+    from scenecls.video.sources import SimulatedLiveSource
 
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -9,11 +9,11 @@ of the same class in a batch count as positives of each other, otherwise CLIP's
 symmetric image-to-text / text-to-image cross-entropy.
 
 Training images are preprocessed exactly as scenecls does at run time
-(``scenecls.preprocess.Preprocessor``: BGR -> RGB, shortest side 224 with Pillow's
+(``scenecls.model.preprocess.Preprocessor``: BGR -> RGB, shortest side 224 with Pillow's
 bicubic filter, centre crop, CLIP mean/std), then flipped and rotated by multiples of
 90 degrees at random (class-preserving). The tokenizer and preprocessor files come from
 ``../shared/tools/make_ref_model.py --tiny``; the trained weights are saved over its
-folder and exported with ``scenecls.export.export_bundle``. Token-embedding rows of ids
+folder and exported with ``scenecls.model.export.export_bundle``. Token-embedding rows of ids
 that no caption uses are set to zero before export (they never influence a prompt built
 from the training templates), so the fixture compresses well in git.
 
@@ -108,9 +108,9 @@ def train_and_export(args: argparse.Namespace, work: Path) -> float:
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
 
     import scenecls
-    from scenecls.export import export_bundle, read_preprocessing
-    from scenecls.labels import DEFAULT_TEMPLATES
-    from scenecls.preprocess import Preprocessor
+    from scenecls.model.export import export_bundle, read_preprocessing
+    from scenecls.model.labels import DEFAULT_TEMPLATES
+    from scenecls.model.preprocess import Preprocessor
 
     t_start = time.perf_counter()
     torch.set_num_threads(2)

@@ -55,7 +55,7 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint exported to an fp32 bundle (read-only for tests: copy to alter)."""
-    from scenecls.export import export_bundle
+    from scenecls.model.export import export_bundle
 
     return export_bundle(str(tiny_hf), tmp_path_factory.mktemp("bundles") / "tiny-fp32")
 
@@ -71,6 +71,6 @@ def tiny_model(tiny_bundle: Path):
 def real_frames() -> list:  # type: ignore[type-arg]
     """Three frames from every sample video in shared/media (BGR uint8)."""
     _need_shared()
-    from scenecls.sources import sample_frames
+    from scenecls.video.sources import sample_frames
 
     return [f for v in VIDEOS for f in sample_frames(v, 3)]

@@ -25,7 +25,7 @@ def main() -> int:
     assert sys.argv[3] == "--"
     argv = sys.argv[4:]
     if phase == "export":
-        import scenecls.export as export
+        import scenecls.model.export as export
 
         real_export = export._export_into
 
@@ -36,7 +36,7 @@ def main() -> int:
 
         export._export_into = slow_export
     elif phase == "load":
-        import scenecls.model as model
+        import scenecls.model.scene_model as model
 
         real_load = model.load_model
 
@@ -46,7 +46,7 @@ def main() -> int:
 
         model.load_model = slow_load
     elif phase == "write":
-        from scenecls.sinks import files
+        from scenecls.video.sinks import files
 
         real_finish = files.SegmentsSink.finish
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # as scenecls.sources.opencv does
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # as scenecls.video.sources.opencv does
 
 import cv2
 import numpy as np

@@ -18,9 +18,9 @@ from scenecls.archive.manifest import Manifest
 from scenecls.archive.options import ArchiveOptions, ModelIdentity
 from scenecls.errors import OutputError
 from scenecls.interrupts import SignalGuard
-from scenecls.labels import resolve_labels
-from scenecls.sinks import SegmentsSink
-from scenecls.smoothing import SmoothingConfig
+from scenecls.model.labels import resolve_labels
+from scenecls.video.sinks import SegmentsSink
+from scenecls.video.smoothing import SmoothingConfig
 
 MODEL = Path(__file__).resolve().parent / "fixtures" / "shapes-clip"
 

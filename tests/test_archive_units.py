@@ -10,16 +10,11 @@ import pytest
 
 from scenecls.archive.inputs import expand_inputs
 from scenecls.archive.manifest import Manifest, is_archive_dir, read_manifest
-from scenecls.archive.options import (
-    ArchiveOptions,
-    ModelIdentity,
-    output_name,
-    parse_outputs,
-)
+from scenecls.archive.options import ArchiveOptions, ModelIdentity, output_name, parse_outputs
 from scenecls.archive.ray_engine import ActorPlan, plan_actors
 from scenecls.errors import UsageError
-from scenecls.labels import resolve_labels
-from scenecls.smoothing import SmoothingConfig
+from scenecls.model.labels import resolve_labels
+from scenecls.video.smoothing import SmoothingConfig
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

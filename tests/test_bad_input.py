@@ -297,7 +297,7 @@ def test_a_video_that_cannot_be_completed_is_removed_not_left_broken(
 def test_a_nearly_full_disk_stops_the_run_before_outputs_break(
     tiny_bundle: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import scenecls.sinks.base as base
+    import scenecls.video.sinks.base as base
 
     calls = {"n": 0}
     real = shutil.disk_usage
@@ -331,12 +331,12 @@ def test_a_nearly_full_disk_stops_the_run_before_outputs_break(
 
 
 def test_an_unexpected_failure_is_one_line_unless_debug(tiny_bundle, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import scenecls.pipeline
+    import scenecls.video.pipeline
 
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
         raise RuntimeError("something nobody foresaw\non two lines")
 
-    monkeypatch.setattr(scenecls.pipeline.Pipeline, "run", boom)
+    monkeypatch.setattr(scenecls.video.pipeline.Pipeline, "run", boom)
     assert _run(tiny_bundle, str(SHORT)) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == (

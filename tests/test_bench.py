@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from scenecls.cli import main
-from scenecls.openvino_encoder import cpu_has_bf16
+from scenecls.model.runtimes.openvino import cpu_has_bf16
 
 from .conftest import MEDIA
 from .outputs import one_line_error

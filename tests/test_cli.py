@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from scenecls.bundle import load_bundle
 from scenecls.cli import main
+from scenecls.model.bundle import load_bundle
 
 from .outputs import one_line_error
 

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from scenecls import export as export_mod
-from scenecls.bundle import load_bundle, sha256_file
 from scenecls.errors import BundleError, UsageError
-from scenecls.export import export_bundle
+from scenecls.model import export as export_mod
+from scenecls.model.bundle import load_bundle, sha256_file
+from scenecls.model.export import export_bundle
 
 
 def test_bundle_manifest_describes_the_model(tiny_bundle: Path) -> None:

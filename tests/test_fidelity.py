@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from scenecls.fidelity import cosine_rows
+from scenecls.model.fidelity import cosine_rows
 
 TEXTS = [
     "a photo of a cat.",

@@ -29,8 +29,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenecls.labels import resolve_labels
-from scenecls.model import load_model
+from scenecls.model.labels import resolve_labels
+from scenecls.model.scene_model import load_model
 from scenecls.serve.app import create_app
 from scenecls.serve.service import Service
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenecls.errors import UsageError
-from scenecls.labels import (
+from scenecls.model.labels import (
     UNKNOWN,
     LabelSet,
     _from_toml_text,

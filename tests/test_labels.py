@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scenecls.errors import LabelError
-from scenecls.labels import (
+from scenecls.model.labels import (
     DEFAULT_TEMPLATES,
     LabelSet,
     parse_templates,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import scenecls
-from scenecls.pipeline import Pipeline
-from scenecls.sources import SimulatedLiveSource
+from scenecls.video.pipeline import Pipeline
+from scenecls.video.sources import SimulatedLiveSource
 
 ENCODER_S = 0.05  # 20 frames/s: slower than the 30 frames/s camera
 

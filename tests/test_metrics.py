@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support, top_k_accuracy_score
 
-from scenecls.metrics import (
+from scenecls.evaluation.metrics import (
     boundaries,
     classification_report,
     label_at,
@@ -138,7 +138,7 @@ def test_video_report_hand_example() -> None:
 
 def test_video_frame_confusion_keeps_predictions_outside_the_truth() -> None:
     """A predicted label that never occurs in the truth is its own column, not 'unknown'."""
-    from scenecls.evaluate import VideoEvaluation, frame_confusion
+    from scenecls.evaluation.evaluate import VideoEvaluation, frame_confusion
 
     truth = [Segment("a", 0, 2, 1), Segment("b", 2, 4, 1)]
     ev = VideoEvaluation({}, [0.5, 1.5, 2.5, 3.5], [], ["a", "c", "b", "unknown"], truth, 4.0)

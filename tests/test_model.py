@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import scenecls
-from scenecls import encoders
 from scenecls.errors import DeviceError, InputError
+from scenecls.model.runtimes import onnx as onnx_runtime
 
 
 def test_encode_images_any_size_unit_rows(tiny_model, real_frames) -> None:
@@ -83,7 +83,7 @@ def test_corrupt_cache_file_is_recomputed(tiny_model, _isolated_home: Path) -> N
 
 
 def test_cuda_request_without_cuda_is_one_clear_error(tiny_bundle, monkeypatch) -> None:
-    monkeypatch.setattr(encoders, "_nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(onnx_runtime, "_nvidia_driver_present", lambda: False)
     with pytest.raises(DeviceError, match="--device cuda is not usable: no NVIDIA driver"):
         scenecls.load_model(tiny_bundle, device="cuda")
 
@@ -91,7 +91,7 @@ def test_cuda_request_without_cuda_is_one_clear_error(tiny_bundle, monkeypatch) 
 def test_auto_falls_back_to_cpu_quietly_and_names_it(
     tiny_bundle, monkeypatch, caplog, capfd
 ) -> None:
-    monkeypatch.setattr(encoders, "_nvidia_driver_present", lambda: True)  # CUDA EP will fail
+    monkeypatch.setattr(onnx_runtime, "_nvidia_driver_present", lambda: True)  # CUDA EP will fail
     with caplog.at_level(logging.INFO, logger="scenecls"):
         m = scenecls.load_model(tiny_bundle, device="auto")
     assert m.device == "cpu"

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from scenecls.overlay import Overlay
 from scenecls.types import Classification, Prediction, Scores, Segment
+from scenecls.video.overlay import Overlay
 
 LABELS = ("street", "parking lot", "highway", "park", "office", "store aisle")
 SIZES = [(240, 320), (720, 1280), (2160, 3840), (1280, 720)]  # (h, w); the last is portrait

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from scenecls.pipeline import Pipeline, PipelineConfig
-from scenecls.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
-from scenecls.smoothing import Smoother, SmoothingConfig
-from scenecls.sources import ImageFolderSource, VideoFileSource
 from scenecls.types import Prediction
+from scenecls.video.pipeline import Pipeline, PipelineConfig
+from scenecls.video.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
+from scenecls.video.smoothing import Smoother, SmoothingConfig
+from scenecls.video.sources import ImageFolderSource, VideoFileSource
 
 from .conftest import VIDEOS
 from .outputs import check_segments, parse_captions, read_jsonl, read_segments
@@ -184,8 +184,8 @@ def test_stop_event_ends_the_run_with_valid_outputs(tiny_model, tmp_path: Path) 
 
 
 def test_window_quits_on_q_or_esc(tiny_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from scenecls.sinks import WindowSink
-    from scenecls.sinks import video as video_sinks
+    from scenecls.video.sinks import WindowSink
+    from scenecls.video.sinks import video as video_sinks
 
     shown = []
     keys = iter([-1, -1, ord("q")] + [-1] * 10_000)
@@ -205,7 +205,7 @@ def test_window_quits_on_q_or_esc(tiny_model, monkeypatch) -> None:  # type: ign
 
 
 def test_bounded_samples_stay_small_and_ordered() -> None:
-    from scenecls.pipeline import BoundedSamples
+    from scenecls.video.pipeline import BoundedSamples
 
     samples = BoundedSamples(cap=1000)
     for i in range(1_000_000):  # about 9 hours of a 30 fps camera

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 import scenecls
-from scenecls import encoders, openvino_encoder
-from scenecls.bundle import load_bundle
 from scenecls.cli import main
-from scenecls.encoders import ImageEncoder, bundle_precision_for, create_image_encoder
 from scenecls.errors import DeviceError, UsageError
-from scenecls.fidelity import cosine_rows
+from scenecls.model.bundle import load_bundle
+from scenecls.model.fidelity import cosine_rows
+from scenecls.model.runtimes import onnx as onnx_runtime
+from scenecls.model.runtimes import openvino as openvino_runtime
+from scenecls.model.runtimes.onnx import OnnxImageEncoder
+from scenecls.model.runtimes.select import bundle_precision_for, create_image_encoder
 
 from .outputs import one_line_error
 
@@ -32,17 +34,17 @@ def pixels(tiny_model, real_frames) -> np.ndarray:  # type: ignore[no-untyped-de
 
 
 def test_auto_on_a_bf16_cpu_is_openvino_bf16(bundle, monkeypatch) -> None:
-    monkeypatch.setattr(openvino_encoder, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: True)
     enc = create_image_encoder(bundle, "cpu", "auto")
     assert (enc.runtime, enc.device, enc.precision) == ("openvino", "cpu", "bf16")
 
 
 def test_auto_without_bf16_or_openvino_is_exact_fp32(bundle, monkeypatch) -> None:
-    monkeypatch.setattr(openvino_encoder, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: False)
     enc = create_image_encoder(bundle, "cpu", "auto")
     assert (enc.runtime, enc.precision) == ("onnxruntime", "fp32")
-    monkeypatch.setattr(openvino_encoder, "cpu_has_bf16", lambda: True)
-    monkeypatch.setattr(openvino_encoder, "openvino_unusable_reason", lambda: "not installed")
+    monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(openvino_runtime, "openvino_unusable_reason", lambda: "not installed")
     enc = create_image_encoder(bundle, "auto", "auto")
     assert (enc.runtime, enc.precision) == ("onnxruntime", "fp32")
 
@@ -58,7 +60,7 @@ def test_model_reports_what_it_runs(tiny_bundle, caplog) -> None:  # type: ignor
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_reduced_precision_agrees_with_fp32_on_real_frames(bundle, pixels, precision) -> None:
-    exact = ImageEncoder(bundle, "cpu")(pixels)
+    exact = OnnxImageEncoder(bundle, "cpu")(pixels)
     fast = create_image_encoder(bundle, "cpu", precision)(pixels)
     assert fast.shape == exact.shape and fast.dtype == np.float32
     assert np.allclose(np.linalg.norm(fast, axis=1), 1, atol=1e-5)
@@ -76,7 +78,7 @@ def test_int8_quantises_every_linear_layer_within_half_a_step() -> None:
     x = ops.parameter([2, 16], ov.Type.f32)
     y = ops.matmul(ops.matmul(x, ops.constant(w1), False, False), ops.constant(w2), False, False)
     model = ov.Model([y], [x])
-    assert openvino_encoder.compress_linear_weights(model) == 2
+    assert openvino_runtime.compress_linear_weights(model) == 2
     types = {n.get_type_name() for n in model.get_ordered_ops()}
     assert "Convert" in types
     data = rng.standard_normal((2, 16)).astype(np.float32)
@@ -86,18 +88,18 @@ def test_int8_quantises_every_linear_layer_within_half_a_step() -> None:
 
 
 def test_io_binding_gives_the_plain_results_as_batch_shapes_change(bundle, pixels) -> None:
-    plain = ImageEncoder(bundle, "cpu", io_binding=False)
-    bound = ImageEncoder(bundle, "cpu", io_binding=True)
+    plain = OnnxImageEncoder(bundle, "cpu", io_binding=False)
+    bound = OnnxImageEncoder(bundle, "cpu", io_binding=True)
     for batch in (pixels[:1], pixels[:3], pixels[1:2], pixels[:3]):
         assert np.allclose(bound(batch), plain(batch), atol=1e-6)
 
 
 def test_auto_wants_an_fp16_bundle_only_where_cuda_looks_usable(monkeypatch) -> None:
-    monkeypatch.setattr(encoders, "cuda_unusable_reason", lambda: None)
+    monkeypatch.setattr(onnx_runtime, "cuda_unusable_reason", lambda: None)
     assert bundle_precision_for("auto", "auto") == "fp16"
     assert bundle_precision_for("auto", "cpu") == "fp32"
     assert bundle_precision_for("bf16", "auto") == "fp32"
-    monkeypatch.setattr(encoders, "cuda_unusable_reason", lambda: "no driver")
+    monkeypatch.setattr(onnx_runtime, "cuda_unusable_reason", lambda: "no driver")
     assert bundle_precision_for("auto", "auto") == "fp32"
     assert bundle_precision_for("fp16", "cpu") == "fp16"
 
@@ -109,7 +111,7 @@ def test_requests_that_cannot_be_met_are_one_clear_error(bundle, monkeypatch) ->
         create_image_encoder(bundle, "cpu", "fp16")
     with pytest.raises(UsageError, match="--precision must be one of"):
         create_image_encoder(bundle, "cpu", "fp8")
-    monkeypatch.setattr(openvino_encoder, "openvino_unusable_reason", lambda: "pip install x")
+    monkeypatch.setattr(openvino_runtime, "openvino_unusable_reason", lambda: "pip install x")
     with pytest.raises(DeviceError, match="int8 needs OpenVINO: pip install x"):
         create_image_encoder(bundle, "cpu", "int8")
 

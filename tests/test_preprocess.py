@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from transformers import CLIPImageProcessor
 
-from scenecls.bundle import Preprocessing
 from scenecls.errors import InputError
-from scenecls.preprocess import Preprocessor, resized_size
+from scenecls.model.bundle import Preprocessing
+from scenecls.model.preprocess import Preprocessor, resized_size
 
 CLIP = Preprocessing(
     shortest_edge=224,

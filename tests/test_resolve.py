@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scenecls import export as export_mod
 from scenecls.errors import ModelNotFoundError, NetworkError
-from scenecls.resolve import cached_bundle_path, resolve_model
+from scenecls.model import export as export_mod
+from scenecls.model.resolve import cached_bundle_path, resolve_model
 
 
 def test_bundle_folder_is_used_as_is(tiny_bundle: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scenecls.errors import UsageError
-from scenecls.scoring import classify_scores, score, softmax
+from scenecls.model.scoring import classify_scores, score, softmax
 from scenecls.types import Scores
 
 

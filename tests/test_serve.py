@@ -252,8 +252,8 @@ def test_missing_source_and_busy_port_are_one_line_errors(pass_video, tmp_path, 
 def test_a_public_address_without_a_token_is_warned_about(pass_video, caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    from scenecls.cli import build_parser
-    from scenecls.serve_cli import _check
+    from scenecls.cli.main import build_parser
+    from scenecls.cli.serve import _check
 
     def warnings(*extra: str) -> list[str]:
         caplog.clear()

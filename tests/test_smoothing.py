@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scenecls.errors import UsageError
-from scenecls.smoothing import SegmentTracker, Smoother, SmoothingConfig, count_switches
 from scenecls.types import Scores
+from scenecls.video.smoothing import SegmentTracker, Smoother, SmoothingConfig, count_switches
 
 LABELS = ("a", "b", "c")
 

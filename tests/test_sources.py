@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from scenecls.errors import InputError, UsageError
-from scenecls.sources import (
+from scenecls.types import Frame
+from scenecls.video.sources import (
     FrameReader,
     FrameSource,
     ImageFolderSource,
@@ -22,7 +23,6 @@ from scenecls.sources import (
     VideoFileSource,
     open_source,
 )
-from scenecls.types import Frame
 
 from .conftest import VIDEOS
 
@@ -109,7 +109,7 @@ def test_image_folder_sorted_timed_and_skips_unreadable(image_folder: Path) -> N
     ],
 )
 def test_open_source_dispatch(spec: str, kind: type, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import scenecls.sources.opencv as opencv
+    import scenecls.video.sources.opencv as opencv
 
     monkeypatch.setattr(opencv.glob, "glob", lambda pattern: ["/dev/video0"])  # a camera
     assert isinstance(open_source(spec), kind)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scenecls.pipeline import Pipeline
-from scenecls.sinks import Sink
-from scenecls.sources import FrameSource
 from scenecls.types import Frame
+from scenecls.video.pipeline import Pipeline
+from scenecls.video.sinks import Sink
+from scenecls.video.sources import FrameSource
 
 from .outputs import one_line_error, read_jsonl, read_segments
 from .streaming import MjpegServer

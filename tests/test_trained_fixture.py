@@ -18,7 +18,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import scenecls
-from scenecls.bundle import load_bundle
+from scenecls.model.bundle import load_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..interrupts import SignalGuard, track_partial, untrack_partial
-from ..sinks import check_writable
+from ..video.sinks import check_writable
 from .engine import Engine, identities
 from .inputs import VideoInput, expand_inputs
 from .job import FATAL, PARTIAL_DIR, VideoTask
@@ -223,8 +223,10 @@ def _local_engine(
     guard: SignalGuard,
     log_level: int,
 ) -> tuple[Engine, int]:
-    from ..encoders import bundle_precision_for, cpu_threads, cuda_unusable_reason
-    from ..resolve import resolve_model
+    from ..model.resolve import resolve_model
+    from ..model.runtimes.base import cpu_threads
+    from ..model.runtimes.onnx import cuda_unusable_reason
+    from ..model.runtimes.select import bundle_precision_for
     from .local import LocalEngine, default_workers, usable_cpus
 
     # exported (or found in the cache) once here, not by every worker at the same time
@@ -399,7 +401,7 @@ def _dispatch(
                     summary.stopped_by = str(result.get("error"))
                     stopping = True
                     eng.stop()
-                _record(result, manifest, summary, out_dir, bar)
+                _record(result, manifest, summary, out_dir)
             in_flight = sum(sizes.get(i, 0) * f for i, f in eng.fractions().items())
             bar.update(finished, summary.failed, bytes_done + in_flight, summary.video_seconds)
     finally:
@@ -414,7 +416,6 @@ def _record(
     manifest: Manifest,
     summary: ArchiveSummary,
     out_dir: Path,
-    bar: ArchiveProgress,
 ) -> None:
     """Append a finished video's entry and count it."""
     previous = manifest.entries.get(str(entry["input"]))
@@ -422,7 +423,6 @@ def _record(
     _remove_stale(previous, entry, out_dir)
     rel = str(entry.get("file"))
     if entry.get("warnings"):
-        bar.clear()
         for w in entry["warnings"]:
             log.warning("%s: %s", rel, w)
     if entry.get("status") == "done":
@@ -432,5 +432,4 @@ def _record(
     else:
         summary.failed += 1
         summary.failures.append((rel, str(entry.get("error"))))
-        bar.clear()
         log.warning("%s failed: %s", rel, entry.get("error"))

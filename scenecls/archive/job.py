@@ -1,6 +1,6 @@
 """Annotating one video of an archive: the function every engine's workers run.
 
-The outputs are written by the same sinks and :class:`~scenecls.pipeline.Pipeline` as
+The outputs are written by the same sinks and :class:`~scenecls.video.pipeline.Pipeline` as
 ``scenecls run``, into a private temporary folder inside the output folder; only when
 the video is complete are they synced and renamed into place. The result is the video's
 manifest entry: ``done``, ``failed`` (the video's own error, one line) or, when the
@@ -25,11 +25,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError, OutputError, SceneclsError
-from ..model import SceneModel
-from ..pipeline import Pipeline, PipelineConfig
-from ..sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
-from ..smoothing import Smoother
-from ..sources import VideoFileSource
+from ..model.scene_model import SceneModel
+from ..video.pipeline import Pipeline, PipelineConfig
+from ..video.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
+from ..video.smoothing import Smoother
+from ..video.sources import VideoFileSource
 from .options import ArchiveOptions, ModelIdentity, output_name
 
 log = logging.getLogger("scenecls")

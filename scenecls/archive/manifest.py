@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..cache import write_bytes_atomic
+from ..atomic import write_bytes_atomic
 from ..errors import OutputError
 
 log = logging.getLogger("scenecls")

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..labels import LabelSet
-from ..smoothing import SmoothingConfig
+from ..model.labels import LabelSet
+from ..video.smoothing import SmoothingConfig
 
 OUTPUT_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video")
 """``--outputs`` choices: per-frame JSON Lines, segments as JSON and as CSV, SubRip and

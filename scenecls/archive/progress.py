@@ -1,15 +1,17 @@
-"""One progress line across all the videos of an archive run."""
+"""One progress bar across all the videos of an archive run."""
 
 from __future__ import annotations
 
 from typing import TextIO
 
-from ..progress import ProgressLine, _clock
+from ..video.progress import ProgressBar
+
+_STEPS = 1000  # the bar counts thousandths of the archive's bytes
 
 
-class ArchiveProgress(ProgressLine):
-    """``videos 12/40  1 failed  37%  18.2 video-s/s  ETA 0:03:10`` on a terminal (never
-    into a pipe or a log).
+class ArchiveProgress(ProgressBar):
+    """``videos 12/40, 1 failed:  37%|███▋      | 18.2 video-s/s  ETA 0:03:10`` on a
+    terminal (never into a pipe or a log).
 
     Completion is measured in bytes of input (videos in progress count with the fraction
     their worker reported), which tracks the work better than video counts when sizes
@@ -19,7 +21,13 @@ class ArchiveProgress(ProgressLine):
     def __init__(
         self, videos: int, total_bytes: int, enabled: bool = True, stream: TextIO | None = None
     ) -> None:
-        super().__init__(enabled, stream)
+        super().__init__(
+            enabled,
+            stream,
+            total=_STEPS,
+            desc=f"videos 0/{videos}",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}ETA {remaining}",
+        )
         self.videos = videos
         self.total_bytes = max(1, total_bytes)
 
@@ -33,14 +41,14 @@ class ArchiveProgress(ProgressLine):
     ) -> None:
         """``finished`` videos (``failed`` of them failed), ``bytes_done`` of input
         including the done part of videos in progress, ``video_seconds`` annotated."""
-        elapsed = self._due(force)
-        if elapsed is None:
+        if self.bar is None:
             return
-        fraction = min(1.0, bytes_done / self.total_bytes)
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0.005 else None
-        self._draw(
-            f"videos {finished}/{self.videos}"
-            + (f"  {failed} failed" if failed else "")
-            + f"  {100 * fraction:3.0f}%  {video_seconds / elapsed:6.1f} video-s/s"
-            + (f"  ETA {_clock(eta)}" if eta is not None else "")
-        )
+        desc = f"videos {finished}/{self.videos}" + (f", {failed} failed" if failed else "")
+        if desc != self.bar.desc:
+            self.bar.set_description_str(desc, refresh=False)
+        elapsed = max(1e-9, self.bar.format_dict["elapsed"])
+        self.bar.set_postfix_str(f"{video_seconds / elapsed:.1f} video-s/s  ", refresh=False)
+        steps = round(_STEPS * min(1.0, bytes_done / self.total_bytes))
+        self.bar.update(steps - self.bar.n)
+        if force:
+            self.bar.refresh()

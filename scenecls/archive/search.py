@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..labels import UNKNOWN
+from ..model.labels import UNKNOWN
 from .manifest import MANIFEST_NAME, read_manifest
 
 log = logging.getLogger("scenecls")

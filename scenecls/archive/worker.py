@@ -75,7 +75,7 @@ class WorkerState:
     """
 
     def __init__(self, config: WorkerConfig) -> None:
-        from ..model import load_model
+        from ..model.scene_model import load_model
 
         os.environ.update(config.env)
         configure_worker_logging(config.log_level)
@@ -104,7 +104,7 @@ class WorkerState:
         """``{"identity": {...}, "threads", "host", "pid"}``, or ``{"error": "..."}``."""
         if self.identity is None:
             return {"error": self.error or "the model did not load"}
-        from ..encoders import cpu_threads
+        from ..model.runtimes.base import cpu_threads
 
         return {
             "identity": asdict(self.identity),

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..sources import FrameSource, open_source
 from ..types import Frame
+from ..video.sources import FrameSource, open_source
 
 log = logging.getLogger("scenecls")
 

@@ -22,13 +22,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..cache import write_bytes_atomic
-from ..labels import LabelSet
-from ..model import SceneModel
-from ..overlay import Overlay
-from ..scoring import score
-from ..smoothing import SegmentTracker, Smoother, SmoothingConfig
+from ..atomic import write_bytes_atomic
+from ..model.labels import LabelSet
+from ..model.scene_model import SceneModel
+from ..model.scoring import score
 from ..types import Prediction
+from ..video.overlay import Overlay
+from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
 from .camera import Camera
 from .events import EventHub

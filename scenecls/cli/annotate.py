@@ -1,0 +1,112 @@
+"""``scenecls annotate``: a whole video archive, resumable, on local processes or Ray."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..interrupts import guard_of
+
+log = logging.getLogger("scenecls")
+
+
+def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    from ..archive.options import DEFAULT_OUTPUTS, OUTPUT_KINDS
+    from .options import add_label_options, add_model_options, add_smoothing_options
+
+    p = sub.add_parser(
+        "annotate",
+        parents=[common],
+        help="annotate many videos (files, folders, patterns) into a folder, resumably",
+        description="Annotate every video of INPUTS into DIR, mirroring the input folders, "
+        "and record each finished video in DIR/manifest.jsonl. Run it again to resume: "
+        "videos already done with the same options are skipped, failed ones are retried. "
+        "Exit code 0: all done; 1: some video failed (listed at the end and in the "
+        "manifest); 130: stopped.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, folders (searched recursively for video files) or glob "
+        "patterns (quote them; ** matches any depth)",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--outputs",
+        default=",".join(DEFAULT_OUTPUTS),
+        help=f"what to write per video, comma separated: {','.join(OUTPUT_KINDS)} or all "
+        f"(default {','.join(DEFAULT_OUTPUTS)})",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (local: default one per CPU core, fewer if memory is short; "
+        "ray: default one per CPU of the cluster, or four per GPU)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: a process pool on this machine (default); ray: Ray actors "
+        "(pip install 'scenecls[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join: HOST:6379, auto, or ray://HOST:10001 (default: start "
+        "Ray on this machine)",
+    )
+    add_model_options(p)
+    add_label_options(p)
+    g = p.add_argument_group("sampling")
+    g.add_argument(
+        "--fps", type=float, help="analyse at most N frames per second of video (default: all)"
+    )
+    g.add_argument("--batch", type=int, default=16, help="frames per encoder call (default 16)")
+    add_smoothing_options(p)
+    p.add_argument(
+        "--top-k", type=int, default=3, help="bars in the annotated video's overlay (default 3)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from ..archive import ArchiveOptions, annotate_archive
+    from ..archive.options import parse_outputs
+    from ..model.labels import resolve_labels
+    from ..video.smoothing import SmoothingConfig
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+    smoothing = SmoothingConfig.from_args(args)
+    options = ArchiveOptions(
+        out_dir=args.out,
+        model=str(args.model),
+        labels=resolve_labels(args.labels, args.templates),
+        smoothing=smoothing,
+        outputs=parse_outputs(args.outputs),
+        device=args.device,
+        precision=args.precision,
+        fps=args.fps,
+        batch=args.batch,
+    )
+    guard = guard_of(args)
+    # workers finish their current batch and the engine shuts down before the exit
+    guard.grace = max(guard.grace, 5.0)
+    summary = annotate_archive(
+        args.inputs,
+        options,
+        engine=args.engine,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        guard=guard,
+        progress=not args.no_progress,
+        log_level=log.getEffectiveLevel(),
+    )
+    if not args.quiet:
+        print("\n".join(summary.lines()), file=sys.stderr)
+    return summary.exit_code

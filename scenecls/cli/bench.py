@@ -1,0 +1,212 @@
+"""``scenecls bench``: measure the pipeline (and, with ``--baseline``, the usual HF loop)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import NetworkError, UsageError
+from ..interrupts import guard_of
+from ..video.sinks import check_writable
+from .options import DEFAULT_MODEL, add_model_options
+
+log = logging.getLogger("scenecls")
+
+
+def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure speed: end to end, encoder, live latency, and the usual HF loop",
+        description="Annotate a video with JSONL and segment outputs and report frames per "
+        "second, time per stage, encoder throughput and live latency; --baseline also times "
+        "the Hugging Face CLIPProcessor + CLIPModel loop on the same frames.",
+    )
+    add_model_options(
+        bench,
+        default=None,
+        model_help="bundle, Hugging Face folder or hub id (default: "
+        f"{DEFAULT_MODEL}, or the random-weight reference model offline)",
+    )
+    bench.set_defaults(default_model=DEFAULT_MODEL)
+    bench.add_argument(
+        "--source",
+        type=Path,
+        help="video to annotate (default: ../shared/media/car-detection.mp4 when present)",
+    )
+    bench.add_argument("--labels", default="scenes", help="label set (default scenes)")
+    bench.add_argument("--templates", help="prompt templates, as for run")
+    bench.add_argument("--batch", type=int, default=16, help="encoder batch for files (default 16)")
+    bench.add_argument(
+        "--live-seconds",
+        type=float,
+        default=10.0,
+        help="simulated 30 fps camera run for latency (default 10; 0 skips it)",
+    )
+    bench.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time the usual Hugging Face CLIP loop (needs torch)",
+    )
+    bench.add_argument(
+        "--hf-model",
+        help="Hugging Face checkpoint for --baseline (default: --model when it is one)",
+    )
+    bench.add_argument(
+        "--baseline-frames", type=int, default=30, help="frames timed for the baseline (default 30)"
+    )
+    bench.add_argument(
+        "--precisions",
+        default="",
+        help="also time the encoder alone in each of these precisions, with each one's "
+        "agreement with fp32 (for example fp32,bf16,int8)",
+    )
+    bench.add_argument(
+        "--fidelity-frames",
+        type=int,
+        default=24,
+        help="frames of the source on which agreement with fp32 is measured (default 24)",
+    )
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON")
+
+
+REF_MODEL = Path("models") / "ref-clip-vit-b32-random"
+SHARED_TOOL = Path("..") / "shared" / "tools" / "make_ref_model.py"
+SHARED_VIDEO = Path("..") / "shared" / "media" / "car-detection.mp4"
+
+
+def _model_or_reference(args: argparse.Namespace) -> tuple[str, bool]:
+    """The model to measure; without real weights, the full-size random reference model
+    (built once with shared/tools/make_ref_model.py). Returns (model, random weights?)."""
+    from ..model.resolve import resolve_model
+    from ..model.runtimes.select import bundle_precision_for
+
+    if args.model is not None:
+        return args.model, False
+    try:
+        resolve_model(
+            args.default_model, precision=bundle_precision_for(args.precision, args.device)
+        )
+        return args.default_model, False
+    except NetworkError:
+        pass
+    if not (REF_MODEL / "model.safetensors").is_file():
+        if not SHARED_TOOL.is_file():
+            raise UsageError(
+                "real weights are not available offline and no reference model was found: "
+                "pass --model (a bundle or Hugging Face folder)"
+            )
+        log.warning(
+            "real weights absent: building the full-size random-weight reference model "
+            "in %s (about 600 MB, once)",
+            REF_MODEL,
+        )
+        subprocess.run(
+            [sys.executable, str(SHARED_TOOL), str(REF_MODEL)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    log.warning(
+        "real weights absent: measuring the random-weight model in %s; speed is "
+        "the real architecture's, accuracy is meaningless",
+        REF_MODEL,
+    )
+    return str(REF_MODEL), True
+
+
+def _fp32_reference(model: Any, model_name: str) -> Any:
+    """The exact path to compare with: the fp32 image tower on ONNX Runtime on the CPU.
+    For an fp16 bundle, the fp32 bundle of the same checkpoint when one can be had."""
+    from ..errors import SceneclsError
+    from ..model.bundle import load_bundle
+    from ..model.resolve import resolve_model
+    from ..model.runtimes.onnx import OnnxImageEncoder
+
+    bundle = model.bundle
+    if bundle.precision != "fp32":
+        if (Path(model_name) / "bundle.json").is_file():
+            log.warning("no fp32 bundle to compare the fp16 one with: fidelity not measured")
+            return None
+        try:
+            bundle = load_bundle(resolve_model(model_name, precision="fp32"))
+        except SceneclsError as e:
+            log.warning("fidelity not measured: no fp32 bundle of %s: %s", model_name, e)
+            return None
+    return OnnxImageEncoder(bundle, "cpu")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from ..bench import (
+        bench_baseline,
+        bench_encoder,
+        bench_end_to_end,
+        bench_fidelity,
+        bench_live,
+        bench_precisions,
+        format_report,
+    )
+    from ..model.labels import resolve_labels
+    from ..model.runtimes.base import PRECISIONS
+    from ..model.scene_model import load_model
+    from ..video.sources import sample_frames
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    unknown = [p for p in precisions if p not in PRECISIONS or p == "auto"]
+    if unknown:
+        raise UsageError(
+            f"--precisions: unknown {', '.join(unknown)}; choose from fp32, fp16, bf16, int8"
+        )
+    if args.fidelity_frames < 1:
+        raise UsageError(f"--fidelity-frames must be at least 1, not {args.fidelity_frames}")
+    if args.json:
+        check_writable(args.json, "--json")
+    source = args.source or (SHARED_VIDEO if SHARED_VIDEO.is_file() else None)
+    if source is None or not Path(source).is_file():
+        raise UsageError("give a video to measure with --source VIDEO")
+    labelset = resolve_labels(args.labels, args.templates)
+    model_name, random_weights = _model_or_reference(args)
+    hf = args.hf_model or model_name
+    if args.baseline and (Path(hf) / "bundle.json").is_file():
+        raise UsageError("--baseline needs the Hugging Face checkpoint: pass --hf-model DIR")
+    model = guard_of(args).call(
+        load_model, model_name, device=args.device, precision=args.precision, batch_size=args.batch
+    )
+    frames = sample_frames(source, max(8, args.baseline_frames))
+    report: dict[str, Any] = {
+        "model": model_name,
+        "random_weights": random_weights,
+        "device": model.device,
+        "runtime": model.runtime,
+        "precision": model.precision,
+        "bundle_precision": model.bundle.precision,
+        "source": str(source),
+        "batch": args.batch,
+    }
+    report["end_to_end"] = bench_end_to_end(model, Path(source), labelset, args.batch)
+    report["encoder"] = bench_encoder(model, frames[0], args.batch)
+    if args.live_seconds > 0:
+        report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)
+    # Agreement with fp32 after the timed runs: other sessions' idle threads stay out of them.
+    pixels = model.preprocess(sample_frames(source, args.fidelity_frames))
+    reference = _fp32_reference(model, model_name)
+    if reference is not None:
+        report["fidelity"] = bench_fidelity(model.image_encoder, reference, pixels)
+    if precisions:
+        report["precisions"] = bench_precisions(model, reference, pixels, precisions, args.batch)
+    del reference
+    if args.baseline:
+        report["baseline"] = bench_baseline(hf, frames[: args.baseline_frames], labelset.names)
+    print(format_report(report))
+    if args.json:
+        from ..video.sinks import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,95 @@
+"""The option groups that several commands share (model, labels, smoothing), and the
+argument parser class every command uses."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ..model.runtimes import DEVICES, PRECISIONS
+from ..video.smoothing import MODES
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so main() owns exit codes, and
+    takes no abbreviated options (a typo must not silently mean another option)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(
+            f"{message} (see 'scenecls {self.prog.split()[-1]} --help')"
+            if " " in self.prog
+            else f"{message} (see 'scenecls --help')"
+        )
+
+
+def add_smoothing_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("smoothing (times in seconds)")
+    g.add_argument(
+        "--smoothing",
+        choices=list(MODES),
+        default="ema+hysteresis",
+        help="default ema+hysteresis: EMA on probabilities plus min-dwell/margin",
+    )
+    g.add_argument("--half-life", type=float, default=0.25, help="EMA half-life (default 0.25 s)")
+    g.add_argument(
+        "--min-dwell",
+        type=float,
+        default=0.5,
+        help="a new label must lead this long to take over (default 0.5 s)",
+    )
+    g.add_argument(
+        "--switch-margin",
+        type=float,
+        default=0.05,
+        help="... by at least this probability (default 0.05)",
+    )
+
+
+def add_model_options(
+    p: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, model_help: str | None = None
+) -> None:
+    p.add_argument(
+        "--model",
+        default=default,
+        help=model_help
+        or f"bundle folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--device",
+        choices=list(DEVICES),
+        default="auto",
+        help="auto: CUDA when it works here, else CPU (default)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default="auto",
+        help="image encoder precision. auto (default): fp16 on CUDA, bf16 (OpenVINO) on "
+        "CPUs with bf16 instructions, else fp32. fp32: exact. int8 (CPU, opt-in): fastest, "
+        "check its agreement with scenecls bench",
+    )
+
+
+def add_label_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--labels",
+        default="scenes",
+        help="inline 'a,b,c', a preset (scenes, pizza, cars, cups) or a TOML file (default scenes)",
+    )
+    p.add_argument(
+        "--templates",
+        help="prompt templates: 'default', '{}' (labels as they are), "
+        "'a photo of a {}.|a picture of a {}.' or a .txt/.toml file",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="below this probability the label is 'unknown' (default 0: never)",
+    )

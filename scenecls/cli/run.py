@@ -1,0 +1,138 @@
+"""``scenecls run``: the video pipeline from the command line, with signal handling."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import InputError, UsageError
+from .options import add_label_options, add_model_options, add_smoothing_options
+
+log = logging.getLogger("scenecls")
+
+
+def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="classify a video, stream, webcam or image folder",
+        description="Classify every frame of SOURCE, smooth the labels into "
+        "segments, and write or show the results.",
+    )
+    run.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="video file, image folder, webcam index (0) or stream URL (rtsp://, http(s)://)",
+    )
+    add_model_options(run)
+    add_label_options(run)
+    g = run.add_argument_group("sampling")
+    g.add_argument(
+        "--fps",
+        type=float,
+        help="analyse at most N frames per second of video (files; default: every frame)",
+    )
+    g.add_argument(
+        "--image-fps",
+        type=float,
+        default=1.0,
+        help="frame rate given to an image folder (default 1)",
+    )
+    g.add_argument(
+        "--batch", type=int, default=16, help="frames per encoder call for files (default 16)"
+    )
+    g.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="webcams and streams: keep retrying one that cannot be opened or drops for "
+        "up to S seconds, with growing pauses (default 30; 0: fail at once)",
+    )
+    add_smoothing_options(run)
+    g = run.add_argument_group("outputs (any combination)")
+    g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
+    g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
+    g.add_argument("--jsonl", type=Path, help="one JSON line per analysed frame")
+    g.add_argument("--segments", type=Path, help="segments as .json or .csv")
+    g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
+    g.add_argument("--vtt", type=Path, help="captions, one per segment (WebVTT)")
+    g.add_argument("--top-k", type=int, default=3, help="bars in the overlay (default 3)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from ..interrupts import guard_of
+    from ..model.labels import resolve_labels
+    from ..model.scene_model import load_model
+    from ..video.pipeline import Pipeline, PipelineConfig
+    from ..video.progress import Progress
+    from ..video.sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink, WindowSink
+    from ..video.smoothing import Smoother, SmoothingConfig
+    from ..video.sources import open_source
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    if args.fps is not None and args.fps <= 0:
+        raise UsageError(f"--fps must be more than 0, not {args.fps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+    smoothing = SmoothingConfig.from_args(args)
+    labelset = resolve_labels(args.labels, args.templates)
+    if args.reconnect_timeout < 0:
+        raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")
+    source = open_source(
+        args.source, image_fps=args.image_fps, reconnect_timeout=args.reconnect_timeout
+    )
+    if not source.live:  # a file that is no video fails now, before the model loads
+        source.open()
+        source.close()
+    # every output is checked before any work starts
+    sinks = []
+    if args.jsonl:
+        sinks.append(JsonlSink(args.jsonl))
+    if args.segments:
+        sinks.append(SegmentsSink(args.segments))
+    if args.srt:
+        sinks.append(CaptionSink(args.srt, "srt"))
+    if args.vtt:
+        sinks.append(CaptionSink(args.vtt, "vtt"))
+    if args.out:
+        sinks.append(VideoSink(args.out))
+    if args.show:
+        sinks.append(WindowSink(f"scenecls: {args.source}"))
+    if not sinks:
+        log.warning("no output chosen: add --show, --out, --jsonl, --segments, --srt or --vtt")
+
+    guard = guard_of(args)
+    model = guard.call(load_model, args.model, device=args.device, precision=args.precision)
+    guard.check()
+    progress = Progress(enabled=not args.no_progress and not source.live)
+    pipeline = Pipeline(
+        model,
+        labelset,
+        source,
+        sinks,
+        smoother=Smoother(smoothing),
+        config=PipelineConfig(
+            batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
+        ),
+        on_progress=progress.update,
+    )
+    try:
+        stats = pipeline.run(guard.stop)
+    finally:
+        progress.close()
+    if not args.quiet:
+        print(stats.summary(), file=sys.stderr)
+    if stats.frames_read == 0 and not stats.interrupted:
+        raise InputError(f"no frame could be decoded from {args.source}: is it a video?")
+    if stats.frames_skipped:
+        log.warning(
+            "%d frame(s) of %s could not be decoded and were skipped",
+            stats.frames_skipped,
+            args.source,
+        )
+    return 130 if stats.interrupted and guard.stop.is_set() else 0

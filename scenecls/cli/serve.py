@@ -1,0 +1,211 @@
+"""``scenecls serve``: the kitchen verification service from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import OutputError, UsageError
+from ..interrupts import guard_of
+
+log = logging.getLogger("scenecls")
+
+
+def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    from .options import add_label_options, add_model_options, add_smoothing_options
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="watch cameras and serve a live page, an HTTP API and expected-label alerts",
+        description="Run the pipeline on one or more cameras (batched through one model) "
+        "and serve a live web page, a JSON API, server-sent events and Prometheus metrics. "
+        "POST /api/expect sets the label that should be at the pass; a mismatch that lasts "
+        "longer than --alert-after raises one alert (event, snapshot, webhook).",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="camera: webcam index, stream URL, video file (played in real time) or folder",
+    )
+    p.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="camera name, once per SOURCE in order (default: cam1, cam2, ...)",
+    )
+    add_model_options(p)
+    add_label_options(p)
+    add_smoothing_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument("--webhook", help="POST each alert (and its resolution) as JSON to this URL")
+    p.add_argument("--snapshots", type=Path, help="folder for a JPEG of each alert")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on POST and DELETE")
+    p.add_argument(
+        "--alert-after",
+        type=float,
+        default=2.0,
+        help="seconds a mismatch must last before it alerts (default 2)",
+    )
+    p.add_argument("--loop", action="store_true", help="replay video files when they end")
+    p.add_argument(
+        "--image-fps",
+        type=float,
+        default=1.0,
+        help="frames per second for image-folder sources (default 1)",
+    )
+
+
+def _camera_names(sources: list[str], names: list[str]) -> list[str]:
+    if names and len(names) != len(sources):
+        raise UsageError(
+            f"{len(names)} --name for {len(sources)} sources: give one --name per SOURCE, "
+            "in order, or none"
+        )
+    names = names or [f"cam{i + 1}" for i in range(len(sources))]
+    for n in names:
+        if not n or not all(c.isalnum() or c in "-_." for c in n):
+            raise UsageError(f"camera name {n!r}: use letters, digits, '-', '_' and '.' only")
+    if len(set(names)) != len(names):
+        raise UsageError(f"camera names must differ: {', '.join(names)}")
+    return names
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    names = _camera_names(args.sources, args.name)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, not {args.port}")
+    if not args.alert_after > 0:
+        raise UsageError(f"--alert-after must be more than 0 seconds, not {args.alert_after}")
+    if args.image_fps <= 0:
+        raise UsageError(f"--image-fps must be more than 0, not {args.image_fps}")
+    if args.webhook:
+        url = urlparse(args.webhook)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise UsageError(f"--webhook must be an http:// or https:// URL, not {args.webhook!r}")
+    if args.token is not None and not args.token.strip():
+        raise UsageError("--token must not be empty")
+    if args.snapshots is not None:
+        try:
+            args.snapshots.mkdir(parents=True, exist_ok=True)
+            probe = args.snapshots / ".scenecls-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(
+                f"--snapshots {args.snapshots}: cannot write there ({e.strerror}): "
+                "pick a writable folder"
+            ) from e
+    if not _is_loopback(args.host) and not args.token:
+        log.warning(
+            "serving on %s without --token: anyone on the network can change the expected "
+            "labels; add --token",
+            args.host,
+        )
+    return names
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..model.labels import resolve_labels
+    from ..model.scene_model import load_model
+    from ..video.smoothing import SmoothingConfig
+    from ..video.sources import open_source
+
+    names = _check(args)
+    smoothing = SmoothingConfig.from_args(args)
+    labelset = resolve_labels(args.labels, args.templates)
+    for spec in args.sources:  # a typo'd path or URL scheme fails now, in one line
+        open_source(spec, image_fps=args.image_fps)
+    model = guard_of(args).call(
+        load_model, args.model, device=args.device, precision=args.precision, batch_size=8
+    )
+    return asyncio.run(_serve(args, names, labelset, model, smoothing))
+
+
+async def _serve(args, names, labelset, model, smoothing) -> int:  # type: ignore[no-untyped-def]
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from ..serve.app import create_app
+    from ..serve.service import Service
+    from ..serve.webhook import WebhookSender
+
+    webhook = WebhookSender(args.webhook) if args.webhook else None
+    service = Service(
+        model,
+        labelset,
+        list(zip(names, args.sources, strict=True)),
+        loop=args.loop,
+        alert_after=args.alert_after,
+        smoothing=smoothing,
+        snapshots=args.snapshots,
+        webhook=webhook,
+        image_fps=args.image_fps,
+    )
+    loop = asyncio.get_running_loop()
+    service.events.bind(loop)
+    runner = web.AppRunner(
+        create_app(service, args.token or ""), handle_signals=False, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        if webhook is not None:
+            webhook.close()
+        import errno
+
+        why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {why}: pick another --port or --host"
+        ) from e
+    service.start()
+    port = runner.addresses[0][1] if runner.addresses else args.port
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"scenecls: serving {len(names)} camera(s) on http://{host}:{port}/", file=sys.stderr,
+          flush=True)  # fmt: skip
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            import os
+
+            os._exit(130)
+        log.warning("stopping (press Ctrl-C again to quit at once)")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.shutdown()
+        await runner.cleanup()
+        await asyncio.to_thread(service.stop)
+    return 0

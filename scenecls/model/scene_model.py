@@ -1,0 +1,185 @@
+"""The public model object: image and text encoders of one bundle, plus zero-shot
+classification. Built by :func:`load_model`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import save_npy_atomic
+from ..types import Classification, Scores
+from .bundle import Bundle, load_bundle
+from .cache import text_cache_dir
+from .labels import LabelSet, resolve_labels
+from .preprocess import Preprocessor
+from .resolve import resolve_model
+from .runtimes.base import normalize_rows
+from .runtimes.onnx import TextEncoder
+from .runtimes.select import bundle_precision_for, create_image_encoder
+from .scoring import classify_scores, score
+
+log = logging.getLogger("scenecls")
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+LabelsLike = LabelSet | str | Sequence[str]
+
+
+class SceneModel:
+    """A CLIP bundle on ONNX Runtime or OpenVINO. Thread-compatible: use one per thread.
+
+    Attributes: ``bundle`` (facts from bundle.json), ``device`` ('cpu' or 'cuda'),
+    ``precision`` of the image tower as run ('fp32', 'fp16', 'bf16' or 'int8'),
+    ``runtime`` ('onnxruntime' or 'openvino'), ``embed_dim`` (D), ``logit_scale``.
+    The text tower always runs on ONNX Runtime in the bundle's precision.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        precision: str = "auto",
+    ) -> None:
+        self.bundle = bundle
+        self.preprocessor = Preprocessor(bundle.preprocessing)
+        self.image_encoder = create_image_encoder(bundle, device, precision)
+        self._text_encoder: TextEncoder | None = None
+        self._device_request = "cpu" if self.image_encoder.device == "cpu" else device
+        self.device: str = self.image_encoder.device
+        self.precision: str = self.image_encoder.precision
+        self.runtime: str = self.image_encoder.runtime
+        self.embed_dim = bundle.embed_dim
+        self.logit_scale = bundle.logit_scale
+        self.batch_size = max(1, batch_size)
+        log.info(
+            "model %s on %s (%s %s)",
+            bundle.model_id,
+            self.device.upper(),
+            "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime",
+            self.precision,
+        )
+        if self.device == "cpu" and bundle.precision == "fp16":
+            log.warning("fp16 bundles are meant for CUDA; on the CPU an fp32 bundle is faster")
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """Created on first use: a live run with cached label embeddings never needs it."""
+        if self._text_encoder is None:
+            self._text_encoder = TextEncoder(self.bundle, self._device_request)
+        return self._text_encoder
+
+    def release_text_encoder(self) -> None:
+        """Free the text tower's session (its memory) once the label embeddings are made;
+        it is created again if texts need encoding later."""
+        self._text_encoder = None
+
+    def preprocess(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 BGR images of any size -> (N, 3, 224, 224) float32 RGB normalised."""
+        return self.preprocessor.batch(images_bgr)
+
+    def encode_images(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 BGR images (as OpenCV delivers) -> (N, D) float32 unit rows."""
+        if isinstance(images_bgr, np.ndarray) and images_bgr.ndim == 3:
+            images_bgr = [images_bgr]
+        out = np.empty((len(images_bgr), self.embed_dim), np.float32)
+        for start in range(0, len(images_bgr), self.batch_size):
+            chunk = images_bgr[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.image_encoder(self.preprocess(chunk))
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts, used verbatim (no template) -> (K, D) float32 unit rows."""
+        return self.text_encoder(texts)
+
+    def embed_labels(
+        self, labels: LabelsLike, templates: str | Sequence[str] | None = None
+    ) -> np.ndarray:
+        """(K, D) float32 unit rows: per label, the normalised mean of its phrasings x
+        templates. Cached on disk by bundle fingerprint + texts + templates."""
+        labelset = resolve_labels(labels, templates)
+        key = _label_key(self.bundle, labelset)
+        path = text_cache_dir() / f"{key}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path)
+                if cached.shape == (len(labelset.labels), self.embed_dim):
+                    return cached.astype(np.float32, copy=False)
+            except (OSError, ValueError):
+                log.warning("ignoring unreadable text-embedding cache file %s", path)
+        prompts = labelset.prompts()
+        flat = [p for group in prompts for p in group]
+        embs = self.encode_texts(flat)
+        means = np.empty((len(prompts), self.embed_dim), np.float32)
+        row = 0
+        for i, group in enumerate(prompts):
+            means[i] = embs[row : row + len(group)].mean(axis=0)
+            row += len(group)
+        means = normalize_rows(means)
+        try:
+            save_npy_atomic(path, means)
+        except OSError as e:
+            log.warning("cannot cache label embeddings in %s: %s", path.parent, e)
+        return means
+
+    def score(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        labels: LabelsLike,
+        templates: str | Sequence[str] | None = None,
+    ) -> list[Scores]:
+        """Per image, every label's probability and similarity."""
+        labelset = resolve_labels(labels, templates)
+        text = self.embed_labels(labelset)
+        return score(self.encode_images(images_bgr), text, labelset.names, self.logit_scale)
+
+    def classify(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        labels: LabelsLike,
+        top_k: int = 5,
+        *,
+        templates: str | Sequence[str] | None = None,
+        min_confidence: float = 0.0,
+    ) -> list[Classification]:
+        """One :class:`Classification` per image (HxWx3 uint8 BGR): the best label (or
+        ``unknown`` below ``min_confidence``) and the ``top_k`` label probabilities."""
+        return [
+            classify_scores(s, top_k=top_k, min_confidence=min_confidence)
+            for s in self.score(images_bgr, labels, templates)
+        ]
+
+
+def _label_key(bundle: Bundle, labelset: LabelSet) -> str:
+    payload = {
+        "bundle": bundle.fingerprint,
+        "labels": [[lb.name, list(lb.phrasings)] for lb in labelset.labels],
+        "templates": list(labelset.templates),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_model(
+    model: str | Path = DEFAULT_MODEL,
+    device: str = "auto",
+    *,
+    precision: str = "auto",
+    verify: bool = True,
+    batch_size: int = 32,
+) -> SceneModel:
+    """Load (exporting on first use if needed) a CLIP model for zero-shot classification.
+
+    ``model``: a bundle folder, a local Hugging Face CLIP folder, or a hub id.
+    ``device``: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``.
+    ``precision``: ``auto`` (fp16 on CUDA, bf16 on CPUs with bf16 instructions, else
+    fp32), ``fp32``, ``fp16``, ``bf16`` or ``int8`` (opt-in); see ``encoders.PRECISIONS``.
+    """
+    path = resolve_model(str(model), precision=bundle_precision_for(precision, device))
+    return SceneModel(
+        load_bundle(path, verify=verify), device=device, batch_size=batch_size, precision=precision
+    )

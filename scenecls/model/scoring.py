@@ -1,0 +1,55 @@
+"""Zero-shot scoring: logits = logit_scale x cosine similarity, softmax, top-k, unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from ..types import Classification, Scores
+from .labels import UNKNOWN
+
+
+def similarities(image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
+    """Cosine similarities (N, K) float32 of unit rows (N, D) and (K, D)."""
+    if image_embs.ndim != 2 or text_embs.ndim != 2 or image_embs.shape[1] != text_embs.shape[1]:
+        raise ValueError(
+            f"embedding shapes do not match: images {image_embs.shape}, texts {text_embs.shape}"
+        )
+    return (image_embs @ text_embs.T).astype(np.float32, copy=False)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits, float32, numerically stable."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32, copy=False)
+
+
+def score(
+    image_embs: np.ndarray, text_embs: np.ndarray, labels: Sequence[str], logit_scale: float
+) -> list[Scores]:
+    """One :class:`Scores` per image: (N, D) and (K, D) unit rows, K labels."""
+    if len(labels) != text_embs.shape[0]:
+        raise ValueError(f"{len(labels)} labels but {text_embs.shape[0]} text embeddings")
+    sims = similarities(image_embs, text_embs)
+    probs = softmax(sims * np.float32(logit_scale))
+    names = tuple(labels)
+    return [Scores(names, sims[i], probs[i]) for i in range(sims.shape[0])]
+
+
+def classify_scores(scores: Scores, top_k: int = 5, min_confidence: float = 0.0) -> Classification:
+    """The best label, or ``unknown`` when its probability is below ``min_confidence``."""
+    check_min_confidence(min_confidence)
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {top_k}")
+    top = scores.top(top_k)
+    best = top[0]
+    label = best.label if best.probability >= min_confidence else UNKNOWN
+    return Classification(label, best.probability, tuple(top), scores)
+
+
+def check_min_confidence(value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--min-confidence is a probability between 0 and 1, not {value}")

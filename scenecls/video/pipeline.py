@@ -1,0 +1,348 @@
+"""The driver loop: source -> preprocess -> image encoder -> scorer -> smoother -> sinks.
+
+Only this module knows every stage. Decoding runs on the reader's thread and video
+encoding on the video sink's; inference, smoothing and the other sinks run here, on
+the caller's thread. Files are batched through the encoder and lose no frame (unless
+``analysis_fps`` asks for fewer analysed frames); live sources are read one newest
+frame at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model.labels import LabelSet, resolve_labels
+from ..model.scene_model import LabelsLike, SceneModel
+from ..model.scoring import score
+from ..types import Frame, Prediction, Segment
+from .sinks import RunInfo, Sink
+from .smoothing import SegmentTracker, Smoother, SmoothingConfig
+from .sources import FrameReader, FrameSource
+
+log = logging.getLogger("scenecls")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """``batch_size``: frames per encoder call for file sources. ``analysis_fps``: analyse
+    at most this many frames per second of video time (None: every frame)."""
+
+    batch_size: int = 16
+    analysis_fps: float | None = None
+    queue_size: int = 64
+    overlay_top_k: int = 3
+
+
+class BoundedSamples(list):
+    """A list of float samples that stays under ``cap`` items on runs of any length:
+    when full, every other sample is dropped and from then on only every 2nd (4th...)
+    new one is kept. Order is preserved, so early and late parts stay comparable, and
+    percentiles stay representative of the whole run."""
+
+    def __init__(self, cap: int = 65_536) -> None:
+        super().__init__()
+        self.cap = max(2, cap)
+        self.stride = 1
+        self._seen = 0
+
+    def append(self, value: float) -> None:  # type: ignore[override]
+        index, self._seen = self._seen, self._seen + 1
+        if index % self.stride:
+            return
+        super().append(value)
+        if len(self) >= self.cap:
+            del self[1::2]
+            self.stride *= 2
+
+
+class _SwitchCounter:
+    """Counts label changes in a stream of labels without keeping the stream."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.switches = 0
+
+    def add(self, label: str) -> None:
+        if self.last is not None and label != self.last:
+            self.switches += 1
+        self.last = label
+
+
+@dataclass
+class RunStats:
+    """What happened in a run; :meth:`summary` formats it for people."""
+
+    source: str = ""
+    live: bool = False
+    frames_read: int = 0
+    frames_analysed: int = 0
+    frames_dropped: int = 0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("decode", "preprocess", "encode", "smooth", "sinks"), 0.0
+        )
+    )
+    raw_switches: int = 0
+    smoothed_switches: int = 0
+    # capture-to-label seconds of live frames, in order (thinned on very long runs)
+    latencies: BoundedSamples = field(default_factory=BoundedSamples)
+    segments: list[Segment] = field(default_factory=list)
+    # frames (or image files) that could not be decoded and were skipped
+    frames_skipped: int = 0
+    # the file ended before its header's frame count (a truncated recording)
+    ended_early: bool = False
+    # (start, end) seconds of input lost while a live stream was reconnecting
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    end_time: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames_analysed / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else None
+
+    def summary(self) -> str:
+        n = max(1, self.frames_analysed)
+        lines = [
+            f"source      {self.source}{' (live)' if self.live else ''}"
+            f"{'  [stopped early]' if self.interrupted else ''}",
+            f"frames      read {self.frames_read}, analysed {self.frames_analysed}, "
+            f"dropped {self.frames_dropped}"
+            + (f", undecodable (skipped) {self.frames_skipped}" if self.frames_skipped else "")
+            + ("  [input ended early: truncated?]" if self.ended_early else ""),
+            f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
+            "per frame   "
+            + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
+            + ("  (live: decode includes waiting for the camera)" if self.live else ""),
+            f"switches    raw {self.raw_switches}, "
+            f"smoothed {self.smoothed_switches}; {len(self.segments)} segments",
+        ]
+        if self.gaps:
+            lost = sum(b - a for a, b in self.gaps)
+            lines.append(
+                f"gaps        {len(self.gaps)} (source lost, {lost:.1f} s in all): "
+                + ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in self.gaps[:5])
+                + (" ..." if len(self.gaps) > 5 else "")
+            )
+        if self.latencies:
+            lines.append(
+                f"latency     capture to label p50 {self.latency_ms(50):.0f} ms, "
+                f"p95 {self.latency_ms(95):.0f} ms"
+            )
+        return "\n".join(lines)
+
+
+class _Sampler:
+    """Keeps frames spaced at least 1/fps seconds apart in video time (by timestamp)."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.step = 1.0 / fps if fps else 0.0
+        self.next_t: float | None = None
+
+    def __call__(self, t: float) -> bool:
+        if not self.step:
+            return True
+        if self.next_t is None or t >= self.next_t - 1e-6:
+            base = t if self.next_t is None else self.next_t
+            k = max(1, int((t - base) / self.step) + 1)
+            self.next_t = base + k * self.step
+            return True
+        return False
+
+
+def _frame_duration(dts: list[float], fallback: float = 0.0) -> float:
+    """Typical seconds between frames: the median of the recent steps ``dts``."""
+    return float(np.median(dts)) if dts else fallback
+
+
+class Pipeline:
+    """Runs ``model`` over ``source`` and feeds ``sinks``.
+
+    ``smoother``: any object with ``update(scores, time) -> Prediction`` and ``reset()``
+    (default: :class:`Smoother` with default settings). ``overlay``: any object with
+    ``draw(image_bgr, prediction, segments, now) -> image_bgr``, used when a sink shows
+    or writes frames. ``on_progress(frames_read, frame_count)`` is called after each batch.
+    """
+
+    def __init__(
+        self,
+        model: SceneModel,
+        labels: LabelsLike,
+        source: FrameSource,
+        sinks: Sequence[Sink] = (),
+        *,
+        smoother: Smoother | None = None,
+        overlay: object | None = None,
+        config: PipelineConfig | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.labelset: LabelSet = resolve_labels(labels)
+        self.source = source
+        self.sinks = list(sinks)
+        self.smoother = smoother or Smoother(SmoothingConfig())
+        self.config = config or PipelineConfig()
+        self.on_progress = on_progress
+        self.tracker = SegmentTracker()
+        self._draw = any(s.needs_overlay for s in self.sinks)
+        if overlay is None and self._draw:
+            from .overlay import Overlay
+
+            overlay = Overlay(self.labelset.names, top_k=self.config.overlay_top_k)
+        self.overlay = overlay
+
+    def run(self, stop: threading.Event | None = None) -> RunStats:
+        """Process the whole source (or until ``stop`` is set or a sink asks to stop).
+
+        Every started sink is finished, also on errors and interrupts, so outputs are
+        complete and valid. Returns the run's statistics.
+        """
+        stop = stop or threading.Event()
+        names = self.labelset.names
+        text = self.model.embed_labels(self.labelset)
+        stats = RunStats(source=self.source.name, live=self.source.live)
+        reader = FrameReader(self.source, self.config.queue_size)
+        t_start = time.perf_counter()
+        reader.start()
+        info = RunInfo(
+            self.source.name, tuple(names), self.source.size, self.source.fps, self.source.live
+        )
+        started: list[Sink] = []
+        sampler = _Sampler(None if self.source.live else self.config.analysis_fps)
+        last_pred: Prediction | None = None
+        last_frame: Frame | None = None
+        dts: list[float] = []
+        raw_switches, smoothed_switches = _SwitchCounter(), _SwitchCounter()
+        stages = stats.stage_seconds
+        error: BaseException | None = None
+        try:
+            for sink in self.sinks:
+                sink.start(info)
+                started.append(sink)
+            while not stop.is_set() and not any(s.stop_requested for s in self.sinks):
+                chunk = self._next_chunk(reader, stop)
+                if not chunk:
+                    break
+                selected = [sampler(f.timestamp) for f in chunk]
+                todo = [f for f, sel in zip(chunk, selected, strict=True) if sel]
+                t0 = time.perf_counter()
+                pixels = self.model.preprocess([f.image_bgr for f in todo])
+                t1 = time.perf_counter()
+                embs = self.model.image_encoder(pixels)
+                t2 = time.perf_counter()
+                all_scores = iter(score(embs, text, names, self.model.logit_scale))
+                stages["preprocess"] += t1 - t0
+                stages["encode"] += t2 - t1
+                for frame, sel in zip(chunk, selected, strict=True):
+                    t3 = time.perf_counter()
+                    if frame.gap_before > 0 and last_frame is not None:
+                        self._gap(stats, last_frame.timestamp + _frame_duration(dts), frame)
+                    if sel:
+                        pred = self.tracker.track(
+                            self.smoother.update(next(all_scores), frame.timestamp)
+                        )
+                        last_pred = pred
+                        stats.frames_analysed += 1
+                        raw_switches.add(pred.raw_label)
+                        smoothed_switches.add(pred.label)
+                        if self.source.live:
+                            stats.latencies.append(time.monotonic() - frame.captured_at)
+                    if (
+                        last_frame is not None
+                        and frame.timestamp > last_frame.timestamp
+                        and not frame.gap_before
+                    ):
+                        dts.append(frame.timestamp - last_frame.timestamp)
+                        del dts[:-32]
+                    last_frame = frame
+                    t4 = time.perf_counter()
+                    self._emit(frame, last_pred, sel)
+                    stages["smooth"] += t4 - t3
+                    stages["sinks"] += time.perf_counter() - t4
+                if self.on_progress is not None:
+                    self.on_progress(reader.frames_read, self.source.frame_count)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            stats.interrupted = stop.is_set() or isinstance(error, KeyboardInterrupt)
+            reader.close()
+            stats.raw_switches = raw_switches.switches
+            stats.smoothed_switches = smoothed_switches.switches
+            stats.frames_read = reader.frames_read
+            stats.frames_dropped = reader.dropped
+            stages["decode"] = reader.decode_seconds
+            stats.frames_skipped = self.source.skipped
+            stats.ended_early = bool(getattr(self.source, "ended_early", False))
+            if last_frame is not None:
+                fallback = 1.0 / self.source.fps if self.source.fps else 0.0
+                stats.end_time = last_frame.timestamp + _frame_duration(dts, fallback)
+                self.tracker.close(stats.end_time)
+            stats.segments = list(self.tracker.segments)
+            stats.wall_seconds = time.perf_counter() - t_start
+            finish_error = self._finish(started, stats.segments)
+            if finish_error is not None and error is None:
+                raise finish_error
+        return stats
+
+    def _gap(self, stats: RunStats, lost_at: float, frame: Frame) -> None:
+        """The source was lost before ``frame``: no segment spans the gap, and the
+        smoothing starts afresh."""
+        self.tracker.close(lost_at)
+        self.smoother.reset()
+        stats.gaps.append((lost_at, frame.timestamp))
+        log.warning(
+            "%s: input lost from %.1f s to %.1f s (%.1f s); the open segment ends at %.1f s",
+            self.source.name,
+            lost_at,
+            frame.timestamp,
+            frame.timestamp - lost_at,
+            lost_at,
+        )
+
+    def _next_chunk(self, reader: FrameReader, stop: threading.Event) -> list[Frame]:
+        """The next frames to process in order: one (the newest) for live sources; for
+        files, what is decoded already, up to ``batch_size`` frames to analyse."""
+        while True:
+            try:
+                first = reader.get(timeout=0.25)
+                break
+            except TimeoutError:
+                if stop.is_set():
+                    return []
+        if first is None:
+            return []
+        chunk = [first]
+        if not self.source.live:
+            chunk += reader.get_ready(self.config.batch_size - 1)
+        return chunk
+
+    def _emit(self, frame: Frame, prediction: Prediction | None, analysed: bool) -> None:
+        annotated = None
+        if self._draw and self.overlay is not None:
+            recent = self.tracker.segments[-24:]
+            current = self.tracker.open_segment(frame.timestamp)
+            strip = [*recent, current] if current is not None else recent
+            annotated = self.overlay.draw(frame.image_bgr, prediction, strip, frame.timestamp)  # type: ignore[attr-defined]
+        for sink in self.sinks:
+            sink.on_frame(frame, prediction, analysed, annotated)
+
+    @staticmethod
+    def _finish(sinks: list[Sink], segments: list[Segment]) -> BaseException | None:
+        first: BaseException | None = None
+        for sink in sinks:
+            try:
+                sink.finish(segments)
+            except BaseException as e:  # finish the others, report the first failure
+                log.error("finishing output failed: %s", e)
+                first = first or e
+        return first

@@ -1,0 +1,20 @@
+"""Sinks: what a run writes or shows. Any combination can be used at once."""
+
+from ...errors import OutputError
+from .base import RunInfo, Sink, check_writable, write_text_atomic
+from .files import CaptionSink, JsonlSink, SegmentsSink, captions_text
+from .video import VideoSink, WindowSink
+
+__all__ = [
+    "CaptionSink",
+    "JsonlSink",
+    "OutputError",
+    "RunInfo",
+    "SegmentsSink",
+    "Sink",
+    "VideoSink",
+    "WindowSink",
+    "captions_text",
+    "check_writable",
+    "write_text_atomic",
+]

@@ -1,0 +1,158 @@
+"""File outputs: per-frame JSON Lines, segment files (JSON, CSV) and captions (SRT, VTT)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from ...errors import OutputError, UsageError
+from ...types import Frame, Prediction, Segment
+from .base import DiskWatch, RunInfo, Sink, check_writable, write_text_atomic
+
+
+class JsonlSink(Sink):
+    """One line per analysed frame::
+
+        {"frame": INDEX, "time": SECONDS, "label": L, "confidence": C, "raw_label": L0,
+         "scores": {LABEL: PROB, ...}}
+
+    ``label``/``confidence`` are smoothed, ``scores`` the frame's own probabilities.
+    Each line is written whole and flushed, so the file is valid JSONL at any moment.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_writable(Path(path), "--jsonl")
+        self._file: BinaryIO | None = None
+        self._labels: tuple[str, ...] = ()
+        self._good = 0  # bytes of whole lines written
+        self._disk = DiskWatch(self.path)
+
+    def start(self, info: RunInfo) -> None:
+        self._labels = info.labels
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish
+        self._good = 0
+
+    def on_frame(
+        self,
+        frame: Frame,
+        prediction: Prediction | None,
+        analysed: bool,
+        annotated_bgr: object | None = None,
+    ) -> None:
+        if not analysed or prediction is None or self._file is None:
+            return
+        probs = prediction.raw.scores.probabilities
+        record = {
+            "frame": frame.index,
+            "time": round(frame.timestamp, 6),
+            "label": prediction.label,
+            "confidence": round(prediction.confidence, 6),
+            "raw_label": prediction.raw_label,
+            "scores": {lb: round(float(p), 6) for lb, p in zip(self._labels, probs, strict=True)},
+        }
+        self._disk.check()
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as e:
+            self._abandon()
+            raise OutputError(f"writing {self.path} failed: {e.strerror or e}") from e
+        self._good += len(line)
+
+    def _abandon(self) -> None:
+        """After a failed write (disk full): close, and cut the file back to its last
+        whole line, so it stays valid JSON Lines."""
+        f, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            f.close()  # type: ignore[union-attr]  # flushing the rest fails again: fine
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._good)
+
+    def finish(self, segments: Sequence[Segment]) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as e:
+                raise OutputError(f"closing {self.path} failed: {e}") from e
+            self._file = None
+
+
+class SegmentsSink(Sink):
+    """All segments, written once at the end (atomically): ``.json`` as
+    ``{"source", "labels", "segments": [{"label", "start", "end", "confidence"}]}``,
+    ``.csv`` with columns ``label,start,end,confidence``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_writable(Path(path), "--segments")
+        if self.path.suffix.lower() not in (".json", ".csv"):
+            raise UsageError(f"--segments {path}: use a .json or .csv file name")
+        self._info: RunInfo | None = None
+
+    def start(self, info: RunInfo) -> None:
+        self._info = info
+
+    def finish(self, segments: Sequence[Segment]) -> None:
+        if self.path.suffix.lower() == ".csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["label", "start", "end", "confidence"])
+            for s in segments:
+                d = s.to_json()
+                w.writerow([d["label"], d["start"], d["end"], d["confidence"]])
+            text = buf.getvalue()
+        else:
+            info = self._info
+            doc = {
+                "source": info.source if info else None,
+                "labels": list(info.labels) if info else [],
+                "segments": [s.to_json() for s in segments],
+            }
+            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        try:
+            write_text_atomic(self.path, text)
+        except OSError as e:
+            raise OutputError(f"writing {self.path} failed: {e}") from e
+
+
+def _timecode(seconds: float, sep: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def captions_text(segments: Sequence[Segment], fmt: str) -> str:
+    """SRT or WebVTT text with one caption per segment ("label (87%)")."""
+    blocks = ["WEBVTT\n"] if fmt == "vtt" else []
+    sep = "." if fmt == "vtt" else ","
+    n = 0
+    for s in segments:
+        if _timecode(s.end, sep) == _timecode(s.start, sep):
+            continue  # zero-length captions are invalid in both formats
+        n += 1
+        text = f"{s.label} ({s.confidence:.0%})"
+        timing = f"{_timecode(s.start, sep)} --> {_timecode(s.end, sep)}"
+        blocks.append(f"{n}\n{timing}\n{text}\n")
+    return "\n".join(blocks)
+
+
+class CaptionSink(Sink):
+    """Captions, one per segment, as SubRip (``.srt``) or WebVTT (``.vtt``)."""
+
+    def __init__(self, path: str | Path, fmt: str) -> None:
+        self.fmt = fmt
+        self.path = check_writable(Path(path), f"--{fmt}")
+
+    def finish(self, segments: Sequence[Segment]) -> None:
+        try:
+            write_text_atomic(self.path, captions_text(segments, self.fmt))
+        except OSError as e:
+            raise OutputError(f"writing {self.path} failed: {e}") from e

@@ -131,7 +131,9 @@ class Prediction:
     ``label``: smoothed label or ``"unknown"``; ``confidence``: its smoothed probability.
     ``raw``: the frame's own (unsmoothed) classification. ``probabilities``: smoothed,
     (K,) float32 in label order. ``segment_started``: this frame opened a new segment;
-    ``closed``: the segment that this frame ended, if any.
+    ``closed``: the segment that this frame ended, if any. ``encoded``: the image encoder
+    ran on this frame (False: the change gate found it unchanged and it reused, or
+    interpolated, the embeddings of encoded frames).
     """
 
     time: float
@@ -141,6 +143,7 @@ class Prediction:
     probabilities: np.ndarray
     segment_started: bool = False
     closed: Segment | None = None
+    encoded: bool = True
 
     @property
     def raw_label(self) -> str:

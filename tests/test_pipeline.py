@@ -51,7 +51,7 @@ def test_all_outputs_on_every_sample_video(video: Path, tiny_model, tmp_path: Pa
     assert [r["frame"] for r in lines] == list(range(len(truth)))
     assert np.abs(np.array([r["time"] for r in lines]) - np.array(truth)).max() < 0.001
     rec = lines[0]
-    assert set(rec) == {"frame", "time", "label", "confidence", "raw_label", "scores"}
+    assert set(rec) == {"frame", "time", "label", "confidence", "raw_label", "encoded", "scores"}
     assert list(rec["scores"]) == LABELS.split(",")
     assert sum(rec["scores"].values()) == pytest.approx(1.0, abs=1e-4)
 

@@ -145,6 +145,7 @@ def annotate_video(
                 batch_size=options.batch,
                 analysis_fps=options.fps,
                 overlay_top_k=options.smoothing.top_k,
+                gate=options.gate,
             ),
             on_progress=progress,
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
 from ..model.labels import LabelSet
+from ..video.gate import GateConfig
 from ..video.smoothing import SmoothingConfig
 
 OUTPUT_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video")
@@ -67,7 +68,7 @@ class ArchiveOptions:
     ``model``: what workers load (a bundle folder for the local engine, the ``--model``
     text for Ray, resolved on each node). ``fps``: analysed frames per second of video
     (None: every frame). ``batch``: frames per encoder call. ``top_k``: bars drawn on
-    the annotated video.
+    the annotated video. ``gate``: the change gate before the encoder.
     """
 
     out_dir: Path
@@ -79,6 +80,7 @@ class ArchiveOptions:
     precision: str = "auto"
     fps: float | None = None
     batch: int = 16
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -111,6 +113,7 @@ class ArchiveOptions:
             "labels": self.labels_hash(),
             "fps": self.fps,
             "batch": self.batch,
+            "gate": asdict(self.gate),
             "smoothing": smoothing,
             "outputs": sorted(self.outputs),
         }

@@ -15,7 +15,12 @@ log = logging.getLogger("scenecls")
 
 def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     from ..archive.options import DEFAULT_OUTPUTS, OUTPUT_KINDS
-    from .options import add_label_options, add_model_options, add_smoothing_options
+    from .options import (
+        add_gate_options,
+        add_label_options,
+        add_model_options,
+        add_smoothing_options,
+    )
 
     p = sub.add_parser(
         "annotate",
@@ -67,6 +72,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         "--fps", type=float, help="analyse at most N frames per second of video (default: all)"
     )
     g.add_argument("--batch", type=int, default=16, help="frames per encoder call (default 16)")
+    add_gate_options(p)
     add_smoothing_options(p)
     p.add_argument(
         "--top-k", type=int, default=3, help="bars in the annotated video's overlay (default 3)"
@@ -78,6 +84,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     from ..archive import ArchiveOptions, annotate_archive
     from ..archive.options import parse_outputs
     from ..model.labels import resolve_labels
+    from ..video.gate import GateConfig
     from ..video.smoothing import SmoothingConfig
 
     if args.top_k < 1:
@@ -93,6 +100,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         precision=args.precision,
         fps=args.fps,
         batch=args.batch,
+        gate=GateConfig.from_args(args),
     )
     guard = guard_of(args)
     # workers finish their current batch and the engine shuts down before the exit

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import NetworkError, UsageError
 from ..interrupts import guard_of
 from ..video.sinks import check_writable
-from .options import DEFAULT_MODEL, add_model_options
+from .options import DEFAULT_MODEL, add_gate_options, add_model_options
 
 log = logging.getLogger("scenecls")
 
@@ -21,10 +21,12 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     bench = sub.add_parser(
         "bench",
         parents=[common],
-        help="measure speed: end to end, encoder, live latency, and the usual HF loop",
-        description="Annotate a video with JSONL and segment outputs and report frames per "
-        "second, time per stage, encoder throughput and live latency; --baseline also times "
-        "the Hugging Face CLIPProcessor + CLIPModel loop on the same frames.",
+        help="measure speed: end to end (gated and every frame), encoder, live latency",
+        description="Annotate videos with JSONL and segment outputs, once with the change "
+        "gate and once encoding every frame, and report frames per second, the share of "
+        "frames encoded and the gated run's agreement with the every-frame run; then "
+        "encoder throughput and live latency. --baseline also times the Hugging Face "
+        "CLIPProcessor + CLIPModel loop on the same frames.",
     )
     add_model_options(
         bench,
@@ -36,7 +38,9 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     bench.add_argument(
         "--source",
         type=Path,
-        help="video to annotate (default: ../shared/media/car-detection.mp4 when present)",
+        action="append",
+        help="video, or folder of videos, to annotate; may be given several times "
+        "(default: the videos of ../shared/media when present)",
     )
     bench.add_argument("--labels", default="scenes", help="label set (default scenes)")
     bench.add_argument("--templates", help="prompt templates, as for run")
@@ -72,11 +76,37 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         help="frames of the source on which agreement with fp32 is measured (default 24)",
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
+    add_gate_options(bench)
 
 
 REF_MODEL = Path("models") / "ref-clip-vit-b32-random"
 SHARED_TOOL = Path("..") / "shared" / "tools" / "make_ref_model.py"
-SHARED_VIDEO = Path("..") / "shared" / "media" / "car-detection.mp4"
+SHARED_MEDIA = Path("..") / "shared" / "media"
+
+
+def _sources(given: list[Path] | None) -> list[Path]:
+    """The videos to measure: each ``--source`` file, the videos inside each folder
+    (sorted, recursively), or by default those of ../shared/media."""
+    from ..archive.inputs import VIDEO_EXTENSIONS
+
+    if not given:
+        if not SHARED_MEDIA.is_dir():
+            raise UsageError("give videos to measure with --source VIDEO_OR_FOLDER")
+        given = [SHARED_MEDIA]
+    found: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            videos = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            )
+            if not videos:
+                raise UsageError(f"--source {path}: no videos in this folder")
+            found += videos
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"--source {path} does not exist: give a video file or a folder")
+    return found
 
 
 def _model_or_reference(args: argparse.Namespace) -> tuple[str, bool]:
@@ -145,15 +175,16 @@ def run_bench(args: argparse.Namespace) -> int:
     from ..bench import (
         bench_baseline,
         bench_encoder,
-        bench_end_to_end,
         bench_fidelity,
         bench_live,
         bench_precisions,
+        bench_sources,
         format_report,
     )
     from ..model.labels import resolve_labels
     from ..model.runtimes.base import PRECISIONS
     from ..model.scene_model import load_model
+    from ..video.gate import GateConfig
     from ..video.sources import sample_frames
 
     if args.batch < 1:
@@ -168,9 +199,9 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--fidelity-frames must be at least 1, not {args.fidelity_frames}")
     if args.json:
         check_writable(args.json, "--json")
-    source = args.source or (SHARED_VIDEO if SHARED_VIDEO.is_file() else None)
-    if source is None or not Path(source).is_file():
-        raise UsageError("give a video to measure with --source VIDEO")
+    sources = _sources(args.source)
+    source = sources[0]
+    gate = GateConfig.from_args(args)
     labelset = resolve_labels(args.labels, args.templates)
     model_name, random_weights = _model_or_reference(args)
     hf = args.hf_model or model_name
@@ -187,10 +218,10 @@ def run_bench(args: argparse.Namespace) -> int:
         "runtime": model.runtime,
         "precision": model.precision,
         "bundle_precision": model.bundle.precision,
-        "source": str(source),
+        "source": [str(p) for p in sources],
         "batch": args.batch,
     }
-    report["end_to_end"] = bench_end_to_end(model, Path(source), labelset, args.batch)
+    report["sources"] = bench_sources(model, sources, labelset, args.batch, gate)
     report["encoder"] = bench_encoder(model, frames[0], args.batch)
     if args.live_seconds > 0:
         report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)

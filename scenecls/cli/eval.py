@@ -26,7 +26,7 @@ from ..evaluation.evaluate import (
 from ..interrupts import guard_of
 from ..model.scoring import check_min_confidence
 from ..video.sinks import check_writable
-from .options import add_model_options, add_smoothing_options
+from .options import add_gate_options, add_model_options, add_smoothing_options
 
 log = logging.getLogger("scenecls")
 
@@ -71,6 +71,7 @@ def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     ev.add_argument("--timeline", type=Path, help="video: truth / raw / smoothed timeline PNG")
     ev.add_argument("--predictions", type=Path, help="images: one CSV row per image")
     ev.add_argument("--fps", type=float, help="video: analyse at most N frames per second")
+    add_gate_options(ev)
     add_smoothing_options(ev)
 
 
@@ -97,6 +98,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..model.scene_model import load_model
+    from ..video.gate import GateConfig
     from ..video.smoothing import Smoother, SmoothingConfig
 
     _check_args(args)
@@ -113,6 +115,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not video and args.timeline:
         raise UsageError("--timeline is for a video with --truth")
     smoothing = SmoothingConfig.from_args(args)
+    gate = GateConfig.from_args(args)
     sets: dict[str, Any] = (
         read_template_sets(args.compare_templates)
         if args.compare_templates
@@ -141,6 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 smoother=Smoother(smoothing),
                 analysis_fps=args.fps,
                 tolerance=args.tolerance,
+                gate=gate,
             )
         else:
             results[name] = evaluate_images(

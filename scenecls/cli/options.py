@@ -51,6 +51,27 @@ def add_smoothing_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    """``--change-threshold`` and ``--max-reuse``: the change gate before the encoder."""
+    g = p.add_argument_group("change gate (the encoder runs only on frames that changed)")
+    g.add_argument(
+        "--change-threshold",
+        type=float,
+        default=2.0,
+        metavar="LEVELS",
+        help="mean grey-level difference (of 255) of a small thumbnail from the last encoded "
+        "frame that counts as a change; a region 1/32 of the frame counts at 4x this "
+        "(default 2; 0: encode every frame)",
+    )
+    g.add_argument(
+        "--max-reuse",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="encode a frame at least every S seconds of video (default 1; 0: every frame)",
+    )
+
+
 def add_model_options(
     p: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, model_help: str | None = None
 ) -> None:

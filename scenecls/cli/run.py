@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from .options import add_label_options, add_model_options, add_smoothing_options
+from .options import (
+    add_gate_options,
+    add_label_options,
+    add_model_options,
+    add_smoothing_options,
+)
 
 log = logging.getLogger("scenecls")
 
@@ -51,6 +56,7 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="webcams and streams: keep retrying one that cannot be opened or drops for "
         "up to S seconds, with growing pauses (default 30; 0: fail at once)",
     )
+    add_gate_options(run)
     add_smoothing_options(run)
     g = run.add_argument_group("outputs (any combination)")
     g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
@@ -67,6 +73,7 @@ def run_video(args: argparse.Namespace) -> int:
     from ..interrupts import guard_of
     from ..model.labels import resolve_labels
     from ..model.scene_model import load_model
+    from ..video.gate import GateConfig
     from ..video.pipeline import Pipeline, PipelineConfig
     from ..video.progress import Progress
     from ..video.sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink, WindowSink
@@ -80,6 +87,7 @@ def run_video(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     smoothing = SmoothingConfig.from_args(args)
+    gate = GateConfig.from_args(args)
     labelset = resolve_labels(args.labels, args.templates)
     if args.reconnect_timeout < 0:
         raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")
@@ -117,7 +125,10 @@ def run_video(args: argparse.Namespace) -> int:
         sinks,
         smoother=Smoother(smoothing),
         config=PipelineConfig(
-            batch_size=args.batch, analysis_fps=args.fps, overlay_top_k=args.top_k
+            batch_size=args.batch,
+            analysis_fps=args.fps,
+            overlay_top_k=args.top_k,
+            gate=gate,
         ),
         on_progress=progress.update,
     )

@@ -16,7 +16,12 @@ log = logging.getLogger("scenecls")
 
 
 def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    from .options import add_label_options, add_model_options, add_smoothing_options
+    from .options import (
+        add_gate_options,
+        add_label_options,
+        add_model_options,
+        add_smoothing_options,
+    )
 
     p = sub.add_parser(
         "serve",
@@ -41,6 +46,7 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     add_model_options(p)
     add_label_options(p)
+    add_gate_options(p)
     add_smoothing_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
@@ -125,21 +131,23 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from ..model.labels import resolve_labels
     from ..model.scene_model import load_model
+    from ..video.gate import GateConfig
     from ..video.smoothing import SmoothingConfig
     from ..video.sources import open_source
 
     names = _check(args)
     smoothing = SmoothingConfig.from_args(args)
+    gate = GateConfig.from_args(args)
     labelset = resolve_labels(args.labels, args.templates)
     for spec in args.sources:  # a typo'd path or URL scheme fails now, in one line
         open_source(spec, image_fps=args.image_fps)
     model = guard_of(args).call(
         load_model, args.model, device=args.device, precision=args.precision, batch_size=8
     )
-    return asyncio.run(_serve(args, names, labelset, model, smoothing))
+    return asyncio.run(_serve(args, names, labelset, model, smoothing, gate))
 
 
-async def _serve(args, names, labelset, model, smoothing) -> int:  # type: ignore[no-untyped-def]
+async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type: ignore[no-untyped-def]
     import asyncio
     import signal
 
@@ -160,6 +168,7 @@ async def _serve(args, names, labelset, model, smoothing) -> int:  # type: ignor
         snapshots=args.snapshots,
         webhook=webhook,
         image_fps=args.image_fps,
+        gate=gate,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)

@@ -20,6 +20,7 @@ from ..model.labels import LabelSet, resolve_labels
 from ..model.scene_model import SceneModel
 from ..model.scoring import classify_scores, score
 from ..types import Segment
+from ..video.gate import GateConfig
 from ..video.sinks import Sink
 from ..video.sources.images import IMAGE_EXTENSIONS, read_image
 from .metrics import classification_report, runs_to_segments, video_report
@@ -211,8 +212,10 @@ def evaluate_video(
     smoother: Any = None,
     analysis_fps: float | None = None,
     tolerance: float = 1.0,
+    gate: GateConfig | None = None,
 ) -> VideoEvaluation:
-    """Run the pipeline over ``video`` and compare raw and smoothed labels with ``truth``."""
+    """Run the pipeline over ``video`` and compare raw and smoothed labels with ``truth``
+    (``gate``: the change gate; default settings when None)."""
     from ..video.pipeline import Pipeline, PipelineConfig
     from ..video.sources import VideoFileSource
 
@@ -226,7 +229,7 @@ def evaluate_video(
         VideoFileSource(video),
         [rec],
         smoother=smoother,
-        config=PipelineConfig(analysis_fps=analysis_fps),
+        config=PipelineConfig(analysis_fps=analysis_fps, gate=gate or GateConfig()),
     ).run()
     if not rec.times:
         raise InputError(f"no frame could be decoded from {video}")

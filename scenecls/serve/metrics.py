@@ -34,6 +34,15 @@ def prometheus_text(service: Service) -> str:
         "frames_analysed",
     )  # fmt: skip
     per_camera(
+        "scenecls_camera_frames_encoded_total", "counter",
+        "Frames the image encoder ran on (the change gate let the others reuse one).",
+        "frames_encoded",
+    )  # fmt: skip
+    per_camera(
+        "scenecls_camera_encoded_ratio", "gauge",
+        "Share of analysed frames that were encoded, since the start.", "encoded_share",
+    )  # fmt: skip
+    per_camera(
         "scenecls_camera_dropped_frames_total", "counter",
         "Frames dropped to keep latency low (a newer frame was ready).", "dropped",
     )  # fmt: skip

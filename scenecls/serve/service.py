@@ -1,6 +1,6 @@
-"""The kitchen service's engine: every camera's newest frame, batched through one model,
-smoothed per camera into labels and segments, checked against the expected label, and
-drawn into a JPEG for the live view.
+"""The kitchen service's engine: every camera's newest frame, through its camera's change
+gate, the changed ones batched through one model, smoothed per camera into labels and
+segments, checked against the expected label, and drawn into a JPEG for the live view.
 
 All per-camera state is changed under one lock, by the engine thread (frames), the
 camera threads (lost/restored) and the web server (expectations).
@@ -27,6 +27,7 @@ from ..model.labels import LabelSet
 from ..model.scene_model import SceneModel
 from ..model.scoring import score
 from ..types import Prediction
+from ..video.gate import ChangeGate, GateConfig
 from ..video.overlay import Overlay
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
@@ -48,8 +49,11 @@ class CameraState:
     tracker: SegmentTracker
     overlay: Overlay
     monitor: MismatchMonitor
+    gate: ChangeGate
     prediction: Prediction | None = None
     analysed: int = 0
+    encoded: int = 0
+    embedding: np.ndarray | None = None  # (D,) float32: the last encoded frame's
     alerts: int = 0
     jpeg: bytes | None = None
     jpeg_seq: int = 0
@@ -77,6 +81,7 @@ class Service:
         snapshots: Path | None = None,
         webhook: WebhookSender | None = None,
         image_fps: float = 1.0,
+        gate: GateConfig | None = None,
     ) -> None:
         self.model = model
         self.labelset = labelset
@@ -103,6 +108,7 @@ class Service:
                 SegmentTracker(keep=1000),
                 Overlay(self.names),
                 MismatchMonitor(name, alert_after, ids=ids),  # ids unique across cameras
+                ChangeGate(gate),
             )
 
     # -- clock -----------------------------------------------------------------------
@@ -144,20 +150,31 @@ class Service:
                 if not batch:
                     self._stop.wait(0.005)
                     continue
-                pixels = self.model.preprocess([f.image_bgr for _, f in batch])
-                embs = self.model.image_encoder(pixels)
-                all_scores = score(embs, self.text, self.names, self.model.logit_scale)
-                for (st, frame), scores in zip(batch, all_scores, strict=True):
-                    self._analyse(st, frame, scores)
+                changed = [
+                    st.embedding is None or st.gate.check(f.image_bgr, f.timestamp)
+                    for st, f in batch
+                ]
+                todo = [f for (_, f), c in zip(batch, changed, strict=True) if c]
+                fresh = iter(self.model.image_encoder(self.model.preprocess(
+                    [f.image_bgr for f in todo]))) if todo else iter(())  # fmt: skip
+                embs = []
+                for (st, _), c in zip(batch, changed, strict=True):
+                    if c:
+                        st.embedding = next(fresh)
+                    embs.append(st.embedding)
+                all_scores = score(np.stack(embs), self.text, self.names, self.model.logit_scale)
+                for (st, frame), scores, c in zip(batch, all_scores, changed, strict=True):
+                    self._analyse(st, frame, scores, c)
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)
 
-    def _analyse(self, st: CameraState, frame: Any, scores: Any) -> None:
+    def _analyse(self, st: CameraState, frame: Any, scores: Any, encoded: bool) -> None:
         with self.lock:
             pred = st.tracker.track(st.smoother.update(scores, frame.timestamp))
             st.prediction = pred
             st.analysed += 1
+            st.encoded += int(encoded)
             st.analysed_at.append(frame.timestamp)
             st.latencies.append(time.monotonic() - frame.captured_at)
             if pred.segment_started:
@@ -223,6 +240,8 @@ class Service:
             if status == "retrying":
                 st.tracker.close(now)  # the gap ends the open segment
                 st.smoother.reset()
+                st.gate.reset()
+                st.embedding = None
                 st.prediction = None
                 self._publish("source_lost", st, error=error, time=now)
             elif status == "running" and cam.reconnects > 0:
@@ -286,6 +305,8 @@ class Service:
             "fps": round(fps, 2),
             "frames_read": cam.frames_read,
             "frames_analysed": st.analysed,
+            "frames_encoded": st.encoded,
+            "encoded_share": round(st.encoded / st.analysed, 4) if st.analysed else None,
             "dropped": cam.dropped,
             "reconnects": cam.reconnects,
             "alerts": st.alerts,

@@ -1,10 +1,13 @@
-"""The driver loop: source -> preprocess -> image encoder -> scorer -> smoother -> sinks.
+"""The driver loop: source -> change gate -> preprocess -> image encoder -> scorer ->
+smoother -> sinks.
 
 Only this module knows every stage. Decoding runs on the reader's thread and video
 encoding on the video sink's; inference, smoothing and the other sinks run here, on
-the caller's thread. Files are batched through the encoder and lose no frame (unless
-``analysis_fps`` asks for fewer analysed frames); live sources are read one newest
-frame at a time.
+the caller's thread. Files are read a window ahead, planned by the
+:class:`~.lookahead.LookaheadGate` and batched through the encoder, and lose no frame
+(unless ``analysis_fps`` asks for fewer analysed frames); live sources are read one
+newest frame at a time through the :class:`~.gate.ChangeGate`. Frames the gate lets pass
+reuse (or, in files, interpolate) the embeddings of encoded frames.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +24,8 @@ from ..model.labels import LabelSet, resolve_labels
 from ..model.scene_model import LabelsLike, SceneModel
 from ..model.scoring import score
 from ..types import Frame, Prediction, Segment
+from .gate import ChangeGate, GateConfig
+from .lookahead import LookaheadGate
 from .sinks import RunInfo, Sink
 from .smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .sources import FrameReader, FrameSource
@@ -30,13 +35,17 @@ log = logging.getLogger("scenecls")
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """``batch_size``: frames per encoder call for file sources. ``analysis_fps``: analyse
-    at most this many frames per second of video time (None: every frame)."""
+    """``batch_size``: frames per encoder call for file sources when the gate is off (with
+    the gate, files are planned a window of about ``gate.max_reuse`` seconds at a time,
+    at most ``queue_size`` frames). ``analysis_fps``: analyse at most this many frames per
+    second of video time (None: every frame). ``gate``: the change gate
+    (``GateConfig(change_threshold=0)`` encodes every frame)."""
 
     batch_size: int = 16
     analysis_fps: float | None = None
     queue_size: int = 64
     overlay_top_k: int = 3
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 class BoundedSamples(list):
@@ -82,11 +91,13 @@ class RunStats:
     live: bool = False
     frames_read: int = 0
     frames_analysed: int = 0
+    # analysed frames whose embedding the encoder computed (the others reused one)
+    frames_encoded: int = 0
     frames_dropped: int = 0
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(
-            ("decode", "preprocess", "encode", "smooth", "sinks"), 0.0
+            ("decode", "gate", "preprocess", "encode", "smooth", "sinks"), 0.0
         )
     )
     raw_switches: int = 0
@@ -107,6 +118,11 @@ class RunStats:
     def fps(self) -> float:
         return self.frames_analysed / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    @property
+    def encoded_share(self) -> float:
+        """Encoded frames as a share of analysed frames (0..1)."""
+        return self.frames_encoded / self.frames_analysed if self.frames_analysed else 0.0
+
     def latency_ms(self, q: float) -> float | None:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else None
 
@@ -119,6 +135,8 @@ class RunStats:
             f"dropped {self.frames_dropped}"
             + (f", undecodable (skipped) {self.frames_skipped}" if self.frames_skipped else "")
             + ("  [input ended early: truncated?]" if self.ended_early else ""),
+            f"encoded     {self.frames_encoded} of {self.frames_analysed} analysed frames "
+            f"({self.encoded_share:.0%}); the others reused an encoded frame's embedding",
             f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
@@ -171,6 +189,9 @@ class Pipeline:
     (default: :class:`Smoother` with default settings). ``overlay``: any object with
     ``draw(image_bgr, prediction, segments, now) -> image_bgr``, used when a sink shows
     or writes frames. ``on_progress(frames_read, frame_count)`` is called after each batch.
+    ``on_embeddings(frames, embeddings, encoded)`` is called after each batch with the
+    analysed frames, their ``(N, D)`` float32 unit embeddings and an ``(N,)`` bool array
+    saying which were encoded (the others reused or interpolated encoded ones).
     """
 
     def __init__(
@@ -184,6 +205,7 @@ class Pipeline:
         overlay: object | None = None,
         config: PipelineConfig | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
+        on_embeddings: Callable[[list[Frame], np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.model = model
         self.labelset: LabelSet = resolve_labels(labels)
@@ -192,6 +214,11 @@ class Pipeline:
         self.smoother = smoother or Smoother(SmoothingConfig())
         self.config = config or PipelineConfig()
         self.on_progress = on_progress
+        self.on_embeddings = on_embeddings
+        self.gate: ChangeGate | LookaheadGate = (
+            ChangeGate(self.config.gate) if source.live else LookaheadGate(self.config.gate)
+        )
+        self._last_embedding: np.ndarray | None = None  # live: the last encoded frame's
         self.tracker = SegmentTracker()
         self._draw = any(s.needs_overlay for s in self.sinks)
         if overlay is None and self._draw:
@@ -213,6 +240,7 @@ class Pipeline:
         reader = FrameReader(self.source, self.config.queue_size)
         t_start = time.perf_counter()
         reader.start()
+        window = self._window()
         info = RunInfo(
             self.source.name, tuple(names), self.source.size, self.source.fps, self.source.live
         )
@@ -229,19 +257,16 @@ class Pipeline:
                 sink.start(info)
                 started.append(sink)
             while not stop.is_set() and not any(s.stop_requested for s in self.sinks):
-                chunk = self._next_chunk(reader, stop)
+                chunk = self._next_chunk(reader, stop, window)
                 if not chunk:
                     break
                 selected = [sampler(f.timestamp) for f in chunk]
                 todo = [f for f, sel in zip(chunk, selected, strict=True) if sel]
-                t0 = time.perf_counter()
-                pixels = self.model.preprocess([f.image_bgr for f in todo])
-                t1 = time.perf_counter()
-                embs = self.model.image_encoder(pixels)
-                t2 = time.perf_counter()
+                embs, encoded = self._embed(todo, stages)
+                if self.on_embeddings is not None and todo:
+                    self.on_embeddings(todo, embs, encoded)
                 all_scores = iter(score(embs, text, names, self.model.logit_scale))
-                stages["preprocess"] += t1 - t0
-                stages["encode"] += t2 - t1
+                flags = iter(encoded)
                 for frame, sel in zip(chunk, selected, strict=True):
                     t3 = time.perf_counter()
                     if frame.gap_before > 0 and last_frame is not None:
@@ -250,6 +275,8 @@ class Pipeline:
                         pred = self.tracker.track(
                             self.smoother.update(next(all_scores), frame.timestamp)
                         )
+                        pred = replace(pred, encoded=bool(next(flags)))
+                        stats.frames_encoded += int(pred.encoded)
                         last_pred = pred
                         stats.frames_analysed += 1
                         raw_switches.add(pred.raw_label)
@@ -268,6 +295,8 @@ class Pipeline:
                     self._emit(frame, last_pred, sel)
                     stages["smooth"] += t4 - t3
                     stages["sinks"] += time.perf_counter() - t4
+                    if any(s.stop_requested for s in self.sinks):
+                        break  # the rest of the window is not shown or written
                 if self.on_progress is not None:
                     self.on_progress(reader.frames_read, self.source.frame_count)
         except BaseException as e:
@@ -281,6 +310,7 @@ class Pipeline:
             stats.frames_read = reader.frames_read
             stats.frames_dropped = reader.dropped
             stages["decode"] = reader.decode_seconds
+            stages["gate"] = self.gate.seconds
             stats.frames_skipped = self.source.skipped
             stats.ended_early = bool(getattr(self.source, "ended_early", False))
             if last_frame is not None:
@@ -293,6 +323,56 @@ class Pipeline:
             if finish_error is not None and error is None:
                 raise finish_error
         return stats
+
+    def _window(self) -> int:
+        """Frames per chunk: for files with the gate on, ``2 * max_reuse`` seconds of
+        frames (at least ``batch_size``, at most ``queue_size``); else ``batch_size``
+        (files) or 1 (live). Each window ends with an encode; two ``max_reuse`` periods a
+        window make that encode the second one a still scene needs anyway."""
+        if self.source.live:
+            return 1
+        gate = self.config.gate
+        frames = self.config.batch_size
+        if gate.enabled and self.source.fps:
+            frames = max(frames, round(2 * gate.max_reuse * self.source.fps))
+        return max(1, min(frames, self.config.queue_size))
+
+    def _embed(
+        self, frames: list[Frame], stages: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, D)`` float32 unit embeddings of ``frames`` and an ``(N,)`` bool array of
+        the ones the encoder computed; the change gate decides which."""
+
+        def encode(positions: list[int]) -> np.ndarray:
+            t0 = time.perf_counter()
+            pixels = self.model.preprocess([frames[i].image_bgr for i in positions])
+            t1 = time.perf_counter()
+            embs = self.model.image_encoder(pixels)
+            stages["preprocess"] += t1 - t0
+            stages["encode"] += time.perf_counter() - t1
+            return embs
+
+        if not frames:
+            return np.zeros((0, self.model.embed_dim), np.float32), np.zeros(0, bool)
+        if isinstance(self.gate, LookaheadGate):
+            return self.gate.plan(
+                [f.image_bgr for f in frames], [f.timestamp for f in frames], encode
+            )
+        flags = []
+        for frame in frames:
+            if frame.gap_before:
+                self.gate.reset()
+            flags.append(self.gate.check(frame.image_bgr, frame.timestamp))
+        if self._last_embedding is None:
+            flags[0] = True
+        encoded = np.asarray(flags, bool)
+        fresh = iter(encode([i for i, f in enumerate(flags) if f]))
+        rows = []
+        for flag in flags:
+            if flag:
+                self._last_embedding = next(fresh)
+            rows.append(self._last_embedding)
+        return np.stack(rows), encoded  # type: ignore[arg-type]
 
     def _gap(self, stats: RunStats, lost_at: float, frame: Frame) -> None:
         """The source was lost before ``frame``: no segment spans the gap, and the
@@ -309,9 +389,9 @@ class Pipeline:
             lost_at,
         )
 
-    def _next_chunk(self, reader: FrameReader, stop: threading.Event) -> list[Frame]:
+    def _next_chunk(self, reader: FrameReader, stop: threading.Event, size: int) -> list[Frame]:
         """The next frames to process in order: one (the newest) for live sources; for
-        files, what is decoded already, up to ``batch_size`` frames to analyse."""
+        files, ``size`` frames (fewer at the end of the file)."""
         while True:
             try:
                 first = reader.get(timeout=0.25)
@@ -322,8 +402,17 @@ class Pipeline:
         if first is None:
             return []
         chunk = [first]
-        if not self.source.live:
-            chunk += reader.get_ready(self.config.batch_size - 1)
+        while len(chunk) < size and not stop.is_set():
+            chunk += reader.get_ready(size - len(chunk))
+            if len(chunk) >= size:
+                break
+            try:
+                frame = reader.get(timeout=0.25)
+            except TimeoutError:
+                continue
+            if frame is None:
+                break
+            chunk.append(frame)
         return chunk
 
     def _emit(self, frame: Frame, prediction: Prediction | None, analysed: bool) -> None:

@@ -20,9 +20,11 @@ class JsonlSink(Sink):
     """One line per analysed frame::
 
         {"frame": INDEX, "time": SECONDS, "label": L, "confidence": C, "raw_label": L0,
-         "scores": {LABEL: PROB, ...}}
+         "encoded": true, "scores": {LABEL: PROB, ...}}
 
     ``label``/``confidence`` are smoothed, ``scores`` the frame's own probabilities.
+    ``encoded``: whether the image encoder ran on this frame (false: the change gate
+    found it unchanged and it took the embedding of encoded frames).
     Each line is written whole and flushed, so the file is valid JSONL at any moment.
     """
 
@@ -54,6 +56,7 @@ class JsonlSink(Sink):
             "label": prediction.label,
             "confidence": round(prediction.confidence, 6),
             "raw_label": prediction.raw_label,
+            "encoded": prediction.encoded,
             "scores": {lb: round(float(p), 6) for lb, p in zip(self._labels, probs, strict=True)},
         }
         self._disk.check()

@@ -340,7 +340,8 @@ def test_events_any_last_event_id(api: Api, last: str | None, method: str) -> No
     ),
     path=st.one_of(
         st.sampled_from(["/", "/api/status", "/api/expect", "/healthz", "/metrics", "/api"]),
-        st.text(max_size=20).map(lambda t: "/" + quote(t)),
+        # no leading "//": the test client would read it as a host (a URL, not a path)
+        st.text(max_size=20).map(lambda t: "/" + quote(t).lstrip("/")),
     ),
     auth=auths,
 )

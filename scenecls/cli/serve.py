@@ -61,6 +61,11 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     p.add_argument("--loop", action="store_true", help="replay video files when they end")
     p.add_argument(
+        "--fps",
+        type=float,
+        help="analyse at most N frames per second of each camera (default: every frame)",
+    )
+    p.add_argument(
         "--image-fps",
         type=float,
         default=1.0,
@@ -100,6 +105,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--alert-after must be more than 0 seconds, not {args.alert_after}")
     if args.image_fps <= 0:
         raise UsageError(f"--image-fps must be more than 0, not {args.image_fps}")
+    if args.fps is not None and not args.fps > 0:
+        raise UsageError(f"--fps must be more than 0, not {args.fps}")
     if args.webhook:
         url = urlparse(args.webhook)
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -169,6 +176,7 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         webhook=webhook,
         image_fps=args.image_fps,
         gate=gate,
+        max_fps=args.fps,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)

@@ -251,7 +251,9 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     seen = -1
     try:
         while True:
-            seq, jpeg = service.latest_jpeg(camera)
+            # drawn on demand: off the event loop
+            loop = asyncio.get_running_loop()
+            seq, jpeg = await loop.run_in_executor(None, service.latest_jpeg, camera)
             if jpeg is not None and seq != seen:
                 seen = seq
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
@@ -266,7 +268,8 @@ async def _snapshot(request: web.Request) -> web.Response:
     """The newest annotated frame of a camera as one JPEG (``/snapshot/NAME.jpg``)."""
     service = request.app[SERVICE]
     camera = _camera_from_path(request, ".jpg")
-    _, jpeg = service.latest_jpeg(camera)
+    loop = asyncio.get_running_loop()
+    _, jpeg = await loop.run_in_executor(None, service.latest_jpeg, camera)
     if jpeg is None:
         return _error(503, f"no frame from camera {camera!r} yet")
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-cache"})

@@ -29,6 +29,8 @@ class Camera:
     ``on_state(camera, status, error)`` is called from the reader thread whenever the
     status changes (``running``, ``retrying`` with the error, ``ended`` for a file
     without ``loop``). :meth:`take` returns the newest unread frame, or None.
+    ``max_fps``: at most this many frames a second are offered (the others are skipped as
+    they are read; None: every frame).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Camera:
         clock: Callable[[], float],
         loop: bool = False,
         image_fps: float = 1.0,
+        max_fps: float | None = None,
         on_state: Callable[[Camera, str, str | None], None] | None = None,
         open_source_fn: Callable[[str, float], FrameSource] | None = None,
     ) -> None:
@@ -46,6 +49,8 @@ class Camera:
         self.spec = spec
         self.loop = loop
         self.image_fps = image_fps
+        self.max_fps = max_fps
+        self._next_due = 0.0
         self.clock = clock
         self.on_state = on_state
         # the camera does its own reconnecting (with a status), so sources never retry
@@ -152,5 +157,10 @@ class Camera:
                 if delay > 0 and self._stop.wait(delay):
                     return False
             now = time.monotonic()
+            if self.max_fps:  # at most max_fps frames a second reach the slot
+                step = 1.0 / self.max_fps
+                if now < self._next_due - step / 4:
+                    continue
+                self._next_due = (self._next_due if now - self._next_due < step else now) + step
             self._put(Frame(frame.image_bgr, frame.index, self.clock(), now))
         return False

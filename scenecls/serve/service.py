@@ -55,8 +55,10 @@ class CameraState:
     encoded: int = 0
     embedding: np.ndarray | None = None  # (D,) float32: the last encoded frame's
     alerts: int = 0
-    jpeg: bytes | None = None
-    jpeg_seq: int = 0
+    jpeg: bytes | None = None  # the live view, rendered when asked for (see latest_jpeg)
+    jpeg_seq: int = 0  # the view_seq that jpeg shows
+    view: tuple[Any, ...] | None = None  # (image_bgr, prediction, strip, time) to draw
+    view_seq: int = 0
     analysed_at: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=300))
     recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=20))
@@ -82,6 +84,7 @@ class Service:
         webhook: WebhookSender | None = None,
         image_fps: float = 1.0,
         gate: GateConfig | None = None,
+        max_fps: float | None = None,
     ) -> None:
         self.model = model
         self.labelset = labelset
@@ -101,7 +104,7 @@ class Service:
         self.states: dict[str, CameraState] = {}
         for name, spec in sources:
             cam = Camera(name, spec, clock=self.clock, loop=loop, image_fps=image_fps,
-                         on_state=self._on_camera_state)  # fmt: skip
+                         max_fps=max_fps, on_state=self._on_camera_state)  # fmt: skip
             self.states[name] = CameraState(
                 cam,
                 Smoother(config),
@@ -189,12 +192,10 @@ class Service:
             changes = st.monitor.update(pred.label, pred.confidence, frame.timestamp)
             current = st.tracker.open_segment(frame.timestamp)
             strip = [*st.tracker.segments[-24:], *([current] if current else [])]
-        annotated = st.overlay.draw(frame.image_bgr, pred, strip, frame.timestamp)
-        ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        with self.lock:
-            if ok:
-                st.jpeg = buf.tobytes()
-                st.jpeg_seq += 1
+            # drawing and JPEG encoding wait until someone looks (the live page, a
+            # snapshot): the analysis loop only keeps what to draw
+            st.view = (frame.image_bgr, pred, strip, frame.timestamp)
+            st.view_seq += 1
             self._handle_alerts(st, changes, frame.timestamp)
 
     def _handle_alerts(self, st: CameraState, changes: list[tuple[str, Alert]], t: float) -> None:
@@ -216,13 +217,16 @@ class Service:
                 )  # fmt: skip
 
     def _snapshot(self, st: CameraState, alert: Alert) -> str | None:
-        if self.snapshots is None or st.jpeg is None:
+        if self.snapshots is None:
+            return None
+        _, jpeg = self._render(st)
+        if jpeg is None:
             return None
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", st.camera.name)
         stamp = self.wall(alert.raised).replace(":", "").replace("-", "")[:15]
         path = self.snapshots / f"alert-{alert.id:05d}-{safe}-{stamp}.jpg"
         try:
-            write_bytes_atomic(path, st.jpeg)
+            write_bytes_atomic(path, jpeg)
         except OSError as e:
             log.error("cannot write alert snapshot %s: %s", path, e)
             return None
@@ -333,6 +337,19 @@ class Service:
         return {"camera": camera, "now": round(now, 3), "segments": rows}
 
     def latest_jpeg(self, camera: str) -> tuple[int, bytes | None]:
-        st = self.states[camera]
+        """The newest analysed frame of ``camera`` with its overlay, as JPEG, and a number
+        that changes with each new one. Drawn on the first request after each frame."""
+        return self._render(self.states[camera])
+
+    def _render(self, st: CameraState) -> tuple[int, bytes | None]:
         with self.lock:
+            if st.view is None or st.jpeg_seq == st.view_seq:
+                return st.jpeg_seq, st.jpeg
+            view, seq = st.view, st.view_seq
+        image, pred, strip, t = view
+        annotated = st.overlay.draw(image, pred, strip, t)
+        ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        with self.lock:
+            if ok and seq > st.jpeg_seq:
+                st.jpeg, st.jpeg_seq = buf.tobytes(), seq
             return st.jpeg_seq, st.jpeg

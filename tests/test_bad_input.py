@@ -32,7 +32,8 @@ def _run(tiny_bundle: Path, *args: str) -> int:
 
 def _other_stderr(err: str) -> list[str]:
     """stderr lines that are neither ours nor the run summary (decoder noise)."""
-    summary = ("source ", "frames ", "speed ", "per frame ", "switches ", "latency ", "gaps ")
+    summary = ("source ", "frames ", "encoded ", "speed ", "per frame ", "switches ", "latency ")
+    summary += ("gaps ",)
     return [
         ln
         for ln in err.splitlines()

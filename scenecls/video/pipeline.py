@@ -136,7 +136,7 @@ class RunStats:
             + (f", undecodable (skipped) {self.frames_skipped}" if self.frames_skipped else "")
             + ("  [input ended early: truncated?]" if self.ended_early else ""),
             f"encoded     {self.frames_encoded} of {self.frames_analysed} analysed frames "
-            f"({self.encoded_share:.0%}); the others reused an encoded frame's embedding",
+            f"({self.encoded_share:.0%}); the change gate skipped the others",
             f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())

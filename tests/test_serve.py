@@ -219,6 +219,8 @@ def test_a_failed_camera_is_retried_and_restored(tmp_path: Path, pass_video: Pat
         (["--webhook", "ftp://x/y"], "--webhook must be an http"),
         (["--alert-after", "0"], "--alert-after must be more than 0"),
         (["--port", "70000"], "--port must be 0..65535"),
+        (["--fps", "0"], "--fps must be more than 0"),
+        (["--change-threshold", "-2"], "--change-threshold must be 0 or more"),
         (["--token", " "], "--token must not be empty"),
         (["--labels", "red circle,pizza", "--precision", "int8", "--device", "cuda"],
          "runs on the CPU"),
@@ -266,3 +268,22 @@ def test_a_public_address_without_a_token_is_warned_about(pass_video, caplog) ->
     assert warnings("--host", "::1") == []
     assert warnings("--host", "0.0.0.0") != []
     assert warnings("--host", "0.0.0.0", "--token", "t") == []
+
+
+def test_a_camera_offers_at_most_fps_frames_a_second(pass_video: Path) -> None:
+    """``serve --fps 5`` on a faster file: about 5 frames a second reach the engine."""
+    from scenecls.serve.camera import Camera
+
+    t0 = time.monotonic()
+    cam = Camera("pass", str(pass_video), clock=lambda: time.monotonic() - t0, loop=True,
+                 max_fps=5)  # fmt: skip
+    taken = 0
+    cam.start()
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            taken += cam.take() is not None
+            time.sleep(0.01)
+    finally:
+        cam.stop()
+    assert 12 <= taken <= 16, taken

@@ -24,7 +24,7 @@ from scenecls.video.sources import (
     open_source,
 )
 
-from .conftest import VIDEOS
+from .conftest import MEDIA, VIDEOS
 
 
 def container_times(path: Path) -> list[float]:
@@ -178,3 +178,17 @@ def test_live_reader_keeps_only_the_newest_frame(real_frames) -> None:  # type: 
     assert reader.dropped > 50
     assert len(got) + reader.dropped == reader.frames_read
     assert all(b.index > a.index for a, b in pairwise(got))
+
+
+def test_a_reopened_file_starts_again_at_frame_zero_and_time_zero() -> None:
+    """``serve --loop`` reopens a file when it ends: the second pass must have the first
+    pass's indices and timestamps, or its pacing waits a whole pass too long."""
+    source = VideoFileSource(MEDIA / "classroom.gif")
+    for _ in range(2):
+        source.open()
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+        source.close()
+        assert frames[0].index == 0 and frames[0].timestamp == 0.0
+        assert len(frames) == 45 and frames[-1].timestamp < 3.0

@@ -125,6 +125,8 @@ class VideoFileSource(_CaptureSource):
                 f"{self.path} is a {fmt} image, not a video: classify it with "
                 "'scenecls classify', or put images in a folder and run that"
             )
+        # (re)opening starts the file from its first frame: index and clock too
+        self._index, self._last_t, self.ended_early = 0, -1.0, False
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         self._adopt(
             cap,

@@ -342,3 +342,38 @@ def test_thumbnail_rejects_non_bgr() -> None:
         thumbnail(np.zeros((360, 640), np.uint8))
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         thumbnail(np.zeros((360, 640, 3), np.float32))
+
+
+def test_learning_raises_the_thresholds_after_wasted_encodes_and_resets_on_one_that_mattered() -> (
+    None
+):
+    """An encode that did not move the embedding makes the gate less sensitive (up to
+    MAX_SCALE); one that did, or a forced re-encode that finds a change, resets it."""
+    from scenecls.video.gate import MAX_SCALE
+
+    gate = ChangeGate(GateConfig())
+    base = np.full((360, 640, 3), 100, np.uint8)
+    brighter = np.full((360, 640, 3), 105, np.uint8)  # a 5-level change: over 2 x 2
+    assert gate.check(base, 0.0)
+    gate.learn(0.0)  # the first encode teaches nothing
+    assert gate.scale == 1.0
+    t = 0.0
+    for _ in range(10):  # flicker between the two: each change is encoded, and wasted
+        t += 0.1
+        if gate.check(brighter if round(t * 10) % 2 else base, t):
+            gate.learn(0.9999)
+    assert gate.scale == MAX_SCALE
+    # now a 3-level change is under the raised threshold (2 x 2 = 4 levels)
+    reference = brighter if round(t * 10) % 2 else base
+    slightly = np.clip(reference.astype(np.int16) + 3, 0, 255).astype(np.uint8)
+    assert not gate.check(slightly, t + 0.1)
+    # a change the model cared about resets the thresholds at once
+    big = np.full((360, 640, 3), 160, np.uint8)
+    assert gate.check(big, t + 0.2)
+    gate.learn(0.9)
+    assert gate.scale == 1.0
+    # max_reuse re-encodes that find the picture moved on reset it too
+    gate.scale = MAX_SCALE
+    assert gate.check(big, t + 1.3)  # forced by max_reuse
+    gate.learn(0.98)
+    assert gate.scale == 1.0

@@ -163,7 +163,10 @@ class Service:
                 embs = []
                 for (st, _), c in zip(batch, changed, strict=True):
                     if c:
-                        st.embedding = next(fresh)
+                        new = next(fresh)
+                        if st.embedding is not None:  # the gate learns what mattered
+                            st.gate.learn(float(new @ st.embedding))
+                        st.embedding = new
                     embs.append(st.embedding)
                 all_scores = score(np.stack(embs), self.text, self.names, self.model.logit_scale)
                 for (st, frame), scores, c in zip(batch, all_scores, changed, strict=True):

@@ -370,7 +370,10 @@ class Pipeline:
         rows = []
         for flag in flags:
             if flag:
-                self._last_embedding = next(fresh)
+                new = next(fresh)
+                if self._last_embedding is not None:  # the gate learns what mattered
+                    self.gate.learn(float(new @ self._last_embedding))
+                self._last_embedding = new
             rows.append(self._last_embedding)
         return np.stack(rows), encoded  # type: ignore[arg-type]
 

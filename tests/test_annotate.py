@@ -122,6 +122,7 @@ def assert_complete(
         assert o["jsonl"] == out / (e["file"] + ".jsonl")  # mirrored, named after the video
         frames = read_jsonl(o["jsonl"])
         assert len(frames) == e["frames"]
+        assert 0 < e["encoded"] == sum(f["encoded"] for f in frames) <= e["analysed"]
         segments = read_segments(o["segments"])
         check_segments(segments, first_time=0.0, end_time=length)
         if "csv" in o:
@@ -167,6 +168,9 @@ def test_local_engine_annotates_the_archive(local_run: tuple[Path, int, str]) ->
     assert code == 1, err  # one video failed; the others are done
     assert_complete(out)
     assert "videos      4 found: 3 annotated, 0 skipped (already done), 1 failed" in err
+    done = [e for e in manifest_lines(out) if e["status"] == "done"]
+    encoded, analysed = sum(e["encoded"] for e in done), sum(e["analysed"] for e in done)
+    assert f"encoded     {encoded} of {analysed} analysed frames" in err
     assert f"failed      {BROKEN}: cannot open" in err
     assert "Traceback" not in err
     lines = manifest_lines(out)

@@ -55,6 +55,8 @@ class ArchiveSummary:
     stopped_by: str | None = None  # the output error that stopped the run
     video_seconds: float = 0.0
     archive_seconds: float = 0.0
+    frames_analysed: int = 0  # by this run
+    frames_encoded: int = 0
     wall_seconds: float = 0.0
     engine: str = ""
     workers: int = 0
@@ -83,6 +85,9 @@ class ArchiveSummary:
             counts,
             f"video time  {_span(self.video_seconds)} annotated now, "
             f"{_span(self.archive_seconds)} done in all",
+            f"encoded     {self.frames_encoded} of {self.frames_analysed} analysed frames "
+            f"({self.frames_encoded / max(1, self.frames_analysed):.0%}); the change gate "
+            "skipped the others",
             f"speed       {self.throughput:.1f} video-s/s over {self.wall_seconds:.1f} s with "
             f"{self.workers} {self.engine} worker{'s' * (self.workers != 1)}",
         ]
@@ -427,6 +432,8 @@ def _record(
             log.warning("%s: %s", rel, w)
     if entry.get("status") == "done":
         summary.done += 1
+        summary.frames_analysed += int(entry.get("analysed") or 0)
+        summary.frames_encoded += int(entry.get("encoded") or 0)
         summary.video_seconds += float(entry.get("duration") or 0.0)
         summary.archive_seconds += float(entry.get("duration") or 0.0)
     else:

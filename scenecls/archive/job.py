@@ -172,6 +172,7 @@ def annotate_video(
             outputs=outputs,
             frames=stats.frames_read,
             analysed=stats.frames_analysed,
+            encoded=stats.frames_encoded,
             duration=round(stats.end_time, 3),
         )
         if stats.frames_skipped:
@@ -229,6 +230,7 @@ _ORDER = (
     "outputs",
     "frames",
     "analysed",
+    "encoded",
     "duration",
     "seconds",
     "finished",

@@ -13,11 +13,13 @@ A line (keys in this order)::
      "error": null, "model": "openai/clip-vit-base-patch32", "model_fingerprint": "...",
      "precision": "bf16", "device": "cpu", "labels_hash": "...", "options_hash": "...",
      "outputs": {"jsonl": "cams/clip.mp4.jsonl", ...}, "frames": 377, "analysed": 377,
-     "duration": 30.16, "seconds": 9.8, "finished": "2026-11-23T10:00:00Z",
+     "encoded": 52, "duration": 30.16, "seconds": 9.8, "finished": "2026-11-23T10:00:00Z",
      "worker": "host:1234", "warnings": []}
 
 ``status`` is ``done`` or ``failed`` (``error`` says why); ``outputs`` are relative to
-DIR; ``duration`` is seconds of video, ``seconds`` the time its annotation took.
+DIR; ``encoded``: analysed frames the image encoder ran on (the change gate gave the
+others embeddings of encoded frames); ``duration`` is seconds of video, ``seconds`` the
+time its annotation took.
 """
 
 from __future__ import annotations

@@ -91,6 +91,30 @@ def test_analysis_fps_samples_by_time_but_writes_every_frame(tiny_model, tmp_pat
     assert int(cv2.VideoCapture(str(mp4)).get(cv2.CAP_PROP_FRAME_COUNT)) == 377
 
 
+def test_without_a_video_output_skipped_frames_are_never_converted(
+    tiny_model, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """With --fps and no sink that needs every frame, the frames in between are passed
+    over by the decoder: the same analysed frames (indices, times, labels) as with a
+    video output, every frame still counted, and fewer images made."""
+    video = next(v for v in VIDEOS if v.name == "car-detection.mp4")
+    runs = {}
+    for with_video in (True, False):
+        jsonl = tmp_path / f"{with_video}.jsonl"
+        sinks = [JsonlSink(jsonl)] + ([VideoSink(tmp_path / "a.mp4")] if with_video else [])
+        source = VideoFileSource(video)
+        stats = Pipeline(
+            tiny_model, LABELS, source, sinks, config=PipelineConfig(analysis_fps=2.0)
+        ).run()
+        runs[with_video] = (read_jsonl(jsonl), stats, source)
+    (every, every_stats, every_source), (thin, thin_stats, thin_source) = runs[True], runs[False]
+    assert [(r["frame"], r["time"], r["label"]) for r in thin] == [
+        (r["frame"], r["time"], r["label"]) for r in every
+    ]
+    assert every_source.passed_over == 0 and every_stats.frames_read == 377
+    assert thin_source.passed_over == 377 - len(thin) and thin_stats.frames_read == 377
+
+
 class _Recorder(Sink):
     """A user-written sink: records what it is given."""
 

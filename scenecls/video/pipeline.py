@@ -219,6 +219,7 @@ class Pipeline:
             ChangeGate(self.config.gate) if source.live else LookaheadGate(self.config.gate)
         )
         self._last_embedding: np.ndarray | None = None  # live: the last encoded frame's
+        self._pending: Frame | None = None  # files: read, but the start of the next window
         self.tracker = SegmentTracker()
         self._draw = any(s.needs_overlay for s in self.sinks)
         if overlay is None and self._draw:
@@ -238,14 +239,23 @@ class Pipeline:
         text = self.model.embed_labels(self.labelset)
         stats = RunStats(source=self.source.name, live=self.source.live)
         reader = FrameReader(self.source, self.config.queue_size)
+        sampler = _Sampler(None if self.source.live else self.config.analysis_fps)
+        if (
+            sampler.step
+            and hasattr(self.source, "wanted")
+            and not any(getattr(s, "needs_every_frame", False) for s in self.sinks)
+        ):  # frames between the analysed ones are not even converted to images
+            self.source.wanted = _Sampler(self.config.analysis_fps)
         t_start = time.perf_counter()
         reader.start()
         window = self._window()
+        gate = self.config.gate
+        window_seconds = 2 * gate.max_reuse if gate.enabled and not self.source.live else 0.0
+        self._pending = None
         info = RunInfo(
             self.source.name, tuple(names), self.source.size, self.source.fps, self.source.live
         )
         started: list[Sink] = []
-        sampler = _Sampler(None if self.source.live else self.config.analysis_fps)
         last_pred: Prediction | None = None
         last_frame: Frame | None = None
         dts: list[float] = []
@@ -257,7 +267,7 @@ class Pipeline:
                 sink.start(info)
                 started.append(sink)
             while not stop.is_set() and not any(s.stop_requested for s in self.sinks):
-                chunk = self._next_chunk(reader, stop, window)
+                chunk = self._next_chunk(reader, stop, window, window_seconds)
                 if not chunk:
                     break
                 selected = [sampler(f.timestamp) for f in chunk]
@@ -298,7 +308,10 @@ class Pipeline:
                     if any(s.stop_requested for s in self.sinks):
                         break  # the rest of the window is not shown or written
                 if self.on_progress is not None:
-                    self.on_progress(reader.frames_read, self.source.frame_count)
+                    self.on_progress(
+                        reader.frames_read + getattr(self.source, "passed_over", 0),
+                        self.source.frame_count,
+                    )
         except BaseException as e:
             error = e
             raise
@@ -307,7 +320,7 @@ class Pipeline:
             reader.close()
             stats.raw_switches = raw_switches.switches
             stats.smoothed_switches = smoothed_switches.switches
-            stats.frames_read = reader.frames_read
+            stats.frames_read = reader.frames_read + getattr(self.source, "passed_over", 0)
             stats.frames_dropped = reader.dropped
             stages["decode"] = reader.decode_seconds
             stages["gate"] = self.gate.seconds
@@ -325,17 +338,16 @@ class Pipeline:
         return stats
 
     def _window(self) -> int:
-        """Frames per chunk: for files with the gate on, ``2 * max_reuse`` seconds of
-        frames (at least ``batch_size``, at most ``queue_size``); else ``batch_size``
-        (files) or 1 (live). Each window ends with an encode; two ``max_reuse`` periods a
-        window make that encode the second one a still scene needs anyway."""
+        """Most frames per chunk: for files with the gate on, ``queue_size`` (the chunk
+        ends earlier, at ``2 * max_reuse`` seconds of video, see :meth:`_next_chunk`);
+        else ``batch_size`` (files) or 1 (live). Each window of a file ends with an
+        encode; two ``max_reuse`` periods a window make that encode the second one a
+        still scene needs anyway."""
         if self.source.live:
             return 1
-        gate = self.config.gate
-        frames = self.config.batch_size
-        if gate.enabled and self.source.fps:
-            frames = max(frames, round(2 * gate.max_reuse * self.source.fps))
-        return max(1, min(frames, self.config.queue_size))
+        if self.config.gate.enabled:
+            return max(1, self.config.queue_size, self.config.batch_size)
+        return max(1, self.config.batch_size)
 
     def _embed(
         self, frames: list[Frame], stages: dict[str, float]
@@ -392,28 +404,39 @@ class Pipeline:
             lost_at,
         )
 
-    def _next_chunk(self, reader: FrameReader, stop: threading.Event, size: int) -> list[Frame]:
+    def _next_chunk(
+        self, reader: FrameReader, stop: threading.Event, size: int, seconds: float
+    ) -> list[Frame]:
         """The next frames to process in order: one (the newest) for live sources; for
-        files, ``size`` frames (fewer at the end of the file)."""
-        while True:
+        files, ``size`` frames, or fewer when they span ``seconds`` of video (0: no limit)
+        or the file ends."""
+        chunk: list[Frame] = []
+        if self._pending is not None:
+            chunk, self._pending = [self._pending], None
+        while not chunk:
             try:
                 first = reader.get(timeout=0.25)
-                break
             except TimeoutError:
                 if stop.is_set():
                     return []
-        if first is None:
-            return []
-        chunk = [first]
-        while len(chunk) < size and not stop.is_set():
-            chunk += reader.get_ready(size - len(chunk))
-            if len(chunk) >= size:
-                break
-            try:
-                frame = reader.get(timeout=0.25)
-            except TimeoutError:
                 continue
-            if frame is None:
+            if first is None:
+                return []
+            chunk = [first]
+        while len(chunk) < size and not stop.is_set():
+            ready = reader.get_ready(1)
+            if ready:
+                frame: Frame | None = ready[0]
+            else:
+                try:
+                    frame = reader.get(timeout=0.25)
+                except TimeoutError:
+                    continue
+                if frame is None:
+                    break
+            assert frame is not None
+            if seconds and frame.timestamp - chunk[0].timestamp >= seconds - 1e-6:
+                self._pending = frame  # the window is full in time: it starts the next
                 break
             chunk.append(frame)
         return chunk

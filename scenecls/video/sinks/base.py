@@ -37,10 +37,14 @@ class Sink:
     :meth:`on_frame` gets every input frame (``analysed`` tells whether this frame was
     scored or carries the last prediction); :meth:`finish` is always called once, also
     after an error or Ctrl-C, and must leave the output complete and valid.
-    ``needs_overlay`` sinks receive the annotated image in ``annotated_bgr``.
+    ``needs_overlay`` sinks receive the annotated image in ``annotated_bgr``. When a file
+    is analysed at a lower rate (``analysis_fps``) and no sink sets
+    ``needs_every_frame``, the frames in between are never converted to images and sinks
+    see only the analysed frames.
     """
 
     needs_overlay = False
+    needs_every_frame = False
 
     def start(self, info: RunInfo) -> None:
         """Called once before the first frame."""

@@ -33,6 +33,7 @@ class VideoSink(Sink):
     """
 
     needs_overlay = True
+    needs_every_frame = True
 
     def __init__(self, path: str | Path, fps: float | None = None, queue_size: int = 32) -> None:
         self.path = check_writable(Path(path), "--out")
@@ -129,6 +130,7 @@ class WindowSink(Sink):
     """Shows the annotated frames in a window; q or Esc asks the run to stop."""
 
     needs_overlay = True
+    needs_every_frame = True
 
     def __init__(self, title: str = "scenecls") -> None:
         if os.name == "posix" and not (

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -53,11 +54,7 @@ class _CaptureSource(FrameSource):
         ok, image = self._cap.read()
         if not ok or image is None:
             return None
-        if image.ndim == 2:
-            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        if image.shape[2] == 4:
-            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        return image
+        return _to_bgr(image)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -111,6 +108,12 @@ class VideoFileSource(_CaptureSource):
         self.path = Path(path)
         self._last_t = -1.0
         self.ended_early = False
+        self.wanted: Callable[[float], bool] | None = None
+        """Frames whose timestamp (s) this returns False for are passed over: decoded (the
+        codec needs them) but never converted to an image or handed out; their indices
+        stay counted. The pipeline sets it when it analyses at a lower rate and no sink
+        needs every frame."""
+        self.passed_over = 0
 
     def open(self) -> None:
         if not self.path.exists():
@@ -137,24 +140,34 @@ class VideoFileSource(_CaptureSource):
         self.frame_count = count if count > 0 else None
 
     def read(self) -> Frame | None:
-        image = self._decode()
+        if self._cap is None:
+            raise InputError(f"{self.name} is not open")
         failed = 0
-        while image is None and failed < self.max_failed_reads:
-            failed += 1  # a damaged frame, or the end: try the next one
-            image = self._decode()
-        if image is None:
-            self._check_end()
-            return None
-        if failed:
-            self.skipped += failed
-            log.debug("%s: %d frame(s) could not be decoded, skipped", self.path, failed)
-        t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0  # type: ignore[union-attr]
-        if self._index > 0 and t <= self._last_t:  # no usable timestamps in this container
-            t = self._index / self.fps if self.fps else self._last_t + 1 / 30
-        self._last_t = t
-        frame = Frame(image, self._index, t, time.monotonic())
-        self._index += 1
-        return frame
+        while failed <= self.max_failed_reads:  # a damaged frame, or the end: try the next
+            if not self._cap.grab():
+                failed += 1
+                continue
+            t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if self._index > 0 and t <= self._last_t:  # no usable timestamps in this container
+                t = self._index / self.fps if self.fps else self._last_t + 1 / 30
+            if self.wanted is not None and not self.wanted(t):
+                self._last_t, self._index = t, self._index + 1
+                self.passed_over += 1
+                self.skipped, failed = self.skipped + failed, 0
+                continue
+            ok, image = self._cap.retrieve()
+            if not ok or image is None:
+                failed += 1
+                continue
+            if failed:
+                self.skipped += failed
+                log.debug("%s: %d frame(s) could not be decoded, skipped", self.path, failed)
+            self._last_t = t
+            frame = Frame(_to_bgr(image), self._index, t, time.monotonic())
+            self._index += 1
+            return frame
+        self._check_end()
+        return None
 
     def _check_end(self) -> None:
         """Warn once when the file ended well before its header's frame count."""
@@ -302,3 +315,12 @@ class LiveCaptureSource(_CaptureSource):
             self._what,
             time.monotonic() - (self._t0 or 0.0) - self._lost_at,
         )
+
+
+def _to_bgr(image: np.ndarray) -> np.ndarray:
+    """A decoded image as HxWx3 uint8 BGR (grey and BGRA frames converted)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image

@@ -53,7 +53,6 @@ class CameraState:
     prediction: Prediction | None = None
     analysed: int = 0
     encoded: int = 0
-    embedding: np.ndarray | None = None  # (D,) float32: the last encoded frame's
     alerts: int = 0
     jpeg: bytes | None = None  # the live view, rendered when asked for (see latest_jpeg)
     jpeg_seq: int = 0  # the view_seq that jpeg shows
@@ -153,21 +152,14 @@ class Service:
                 if not batch:
                     self._stop.wait(0.005)
                     continue
-                changed = [
-                    st.embedding is None or st.gate.check(f.image_bgr, f.timestamp)
-                    for st, f in batch
-                ]
+                changed = [st.gate.check(f.image_bgr, f.timestamp) for st, f in batch]
                 todo = [f for (_, f), c in zip(batch, changed, strict=True) if c]
                 fresh = iter(self.model.image_encoder(self.model.preprocess(
                     [f.image_bgr for f in todo]))) if todo else iter(())  # fmt: skip
-                embs = []
-                for (st, _), c in zip(batch, changed, strict=True):
-                    if c:
-                        new = next(fresh)
-                        if st.embedding is not None:  # the gate learns what mattered
-                            st.gate.learn(float(new @ st.embedding))
-                        st.embedding = new
-                    embs.append(st.embedding)
+                embs = [
+                    st.gate.keep(next(fresh)) if c else st.gate.embedding
+                    for (st, _), c in zip(batch, changed, strict=True)
+                ]
                 all_scores = score(np.stack(embs), self.text, self.names, self.model.logit_scale)
                 for (st, frame), scores, c in zip(batch, all_scores, changed, strict=True):
                     self._analyse(st, frame, scores, c)
@@ -248,7 +240,6 @@ class Service:
                 st.tracker.close(now)  # the gap ends the open segment
                 st.smoother.reset()
                 st.gate.reset()
-                st.embedding = None
                 st.prediction = None
                 self._publish("source_lost", st, error=error, time=now)
             elif status == "running" and cam.reconnects > 0:

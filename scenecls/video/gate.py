@@ -221,8 +221,8 @@ class ChangeGate:
 
     **Learning from the encoder.** A live source cannot check a reuse against a later
     frame, but it can learn which thumbnail changes matter to the model. After each
-    encode the caller may report :meth:`learn` with the cosine between the new embedding
-    and the one it replaces. An encode for a change that barely moved the embedding
+    encode the caller hands the new embedding to :meth:`keep`, which reports to
+    :meth:`learn` the cosine between it and the one it replaces. An encode for a change that barely moved the embedding
     (cosine at least :data:`WASTED`) raises the thresholds by a quarter, up to
     :data:`MAX_SCALE` times the configured ones; a change that moved it (cosine under
     :data:`MATTERED`), or an encode forced by ``max_reuse`` that finds the picture had
@@ -242,6 +242,18 @@ class ChangeGate:
         self._reference_time = 0.0
         self.scale = 1.0
         self._reason = ""  # why the last encode was asked for: first, change or reuse
+        self.embedding: np.ndarray | None = None
+        """(D,) float32: the last encoded frame's embedding (see :meth:`keep`), which
+        the frames that :meth:`check` lets pass reuse."""
+
+    def keep(self, embedding: np.ndarray) -> np.ndarray:
+        """Hand the gate the ``(D,)`` float32 unit embedding of the frame that :meth:`check`
+        asked to encode: it learns from how far the embedding moved (:meth:`learn`) and
+        keeps it for the frames that follow. Returns ``embedding``."""
+        if self.embedding is not None:
+            self.learn(float(embedding @ self.embedding))
+        self.embedding = embedding
+        return embedding
 
     def learn(self, similarity: float) -> None:
         """After an encode that :meth:`check` asked for: ``similarity`` is the cosine
@@ -253,9 +265,10 @@ class ChangeGate:
         self._reason = ""
 
     def reset(self) -> None:
-        """Forget the reference (after a gap in the stream): the next frame is encoded.
-        The counters are kept."""
+        """Forget the reference and its embedding (after a gap in the stream): the next
+        frame is encoded. The counters are kept."""
         self._reference = None
+        self.embedding = None
 
     def check(self, image_bgr: np.ndarray, timestamp: float) -> bool:
         """True when this frame (H x W x 3 uint8, BGR) at ``timestamp`` seconds must be

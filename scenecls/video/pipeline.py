@@ -218,7 +218,6 @@ class Pipeline:
         self.gate: ChangeGate | LookaheadGate = (
             ChangeGate(self.config.gate) if source.live else LookaheadGate(self.config.gate)
         )
-        self._last_embedding: np.ndarray | None = None  # live: the last encoded frame's
         self._pending: Frame | None = None  # files: read, but the start of the next window
         self.tracker = SegmentTracker()
         self._draw = any(s.needs_overlay for s in self.sinks)
@@ -375,19 +374,9 @@ class Pipeline:
             if frame.gap_before:
                 self.gate.reset()
             flags.append(self.gate.check(frame.image_bgr, frame.timestamp))
-        if self._last_embedding is None:
-            flags[0] = True
-        encoded = np.asarray(flags, bool)
         fresh = iter(encode([i for i, f in enumerate(flags) if f]))
-        rows = []
-        for flag in flags:
-            if flag:
-                new = next(fresh)
-                if self._last_embedding is not None:  # the gate learns what mattered
-                    self.gate.learn(float(new @ self._last_embedding))
-                self._last_embedding = new
-            rows.append(self._last_embedding)
-        return np.stack(rows), encoded  # type: ignore[arg-type]
+        rows = [self.gate.keep(next(fresh)) if f else self.gate.embedding for f in flags]
+        return np.stack(rows), np.asarray(flags, bool)  # type: ignore[arg-type]
 
     def _gap(self, stats: RunStats, lost_at: float, frame: Frame) -> None:
         """The source was lost before ``frame``: no segment spans the gap, and the

@@ -96,9 +96,8 @@ def run_service(args: argparse.Namespace, sources: list[Path]) -> dict[str, Any]
                 "source": after["source"],
                 "fps": analysed / (last["uptime"] - first["uptime"]),
                 "fps_min_5s": min(
-                    s["cameras"][i]["fps"] for s in samples for i in range(len(s["cameras"]))
-                    if s["cameras"][i]["name"] == after["name"]
-                ),  # fmt: skip
+                    c["fps"] for s in samples for c in s["cameras"] if c["name"] == after["name"]
+                ),
                 "encoded_share": encoded / analysed if analysed else None,
                 "latency_p50_ms": after["latency_p50_ms"],
                 "latency_p95_ms": after["latency_p95_ms"],

@@ -222,13 +222,14 @@ class ChangeGate:
     **Learning from the encoder.** A live source cannot check a reuse against a later
     frame, but it can learn which thumbnail changes matter to the model. After each
     encode the caller hands the new embedding to :meth:`keep`, which reports to
-    :meth:`learn` the cosine between it and the one it replaces. An encode for a change that barely moved the embedding
-    (cosine at least :data:`WASTED`) raises the thresholds by a quarter, up to
-    :data:`MAX_SCALE` times the configured ones; a change that moved it (cosine under
-    :data:`MATTERED`), or an encode forced by ``max_reuse`` that finds the picture had
-    moved on, sets them back to the configured values at once. Noise, dithering and
-    motion the model does not care about thus cost fewer encodes, while a change that
-    matters makes the gate sensitive again. ``scale`` is the current factor.
+    :meth:`learn` the cosine between it and the one it replaces. An encode for a change
+    that barely moved the embedding (cosine at least :data:`WASTED`) raises the
+    thresholds by a quarter, up to :data:`MAX_SCALE` times the configured ones; a change
+    that moved it (cosine under :data:`MATTERED`), or an encode forced by ``max_reuse``
+    that finds the picture had moved on, sets them back to the configured values at once.
+    Noise, dithering and motion the model does not care about thus cost fewer encodes,
+    while a change that matters makes the gate sensitive again. ``scale`` is the current
+    factor.
     """
 
     def __init__(self, config: GateConfig | None = None) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .model.labels import LabelSet
 from .model.scene_model import SceneModel
+from .video.sinks import Sink
 
 log = logging.getLogger("scenecls")
 
@@ -43,24 +44,15 @@ given and its own, the share of frames with the same smoothed label, and how man
 away each segment boundary of the every-frame run may be found."""
 
 
-class _Recorder:
+class _Recorder(Sink):
     """A sink that keeps each analysed frame's index and smoothed label."""
-
-    needs_overlay = False
-    stop_requested = False
 
     def __init__(self) -> None:
         self.labels: dict[int, str] = {}
 
-    def start(self, info: Any) -> None:
-        pass
-
     def on_frame(self, frame: Any, prediction: Any, analysed: bool, annotated: Any = None) -> None:
         if analysed and prediction is not None:
             self.labels[frame.index] = prediction.label
-
-    def finish(self, segments: Any) -> None:
-        pass
 
 
 def annotate_file(

@@ -193,6 +193,12 @@ def block_differences(difference: np.ndarray) -> np.ndarray:
     return windows / (block_h * block_w)
 
 
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey-level difference of two thumbnails (infinity when their shapes
+    differ): the first half of :func:`thumbnail_difference`, without the block means."""
+    return float(np.abs(a - b).mean()) if a.shape == b.shape else math.inf
+
+
 def thumbnail_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """How much two thumbnails (``(h, 64)`` float32, as from :func:`thumbnail`) differ:
     the mean absolute grey-level difference over the whole thumbnail, and the largest

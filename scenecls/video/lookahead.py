@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gate import TIME_EPSILON, GateConfig, thumbnail, thumbnail_difference
+from .gate import TIME_EPSILON, GateConfig, mean_difference, thumbnail, thumbnail_difference
 
 Encode = Callable[[list[int]], np.ndarray]
 """Encodes the frames at these window positions: ``(len(positions), D)`` float32 unit rows."""
@@ -233,8 +233,7 @@ class LookaheadGate:
         frames: how far each is from ``a`` relative to its distance to both."""
         weights = []
         for thumb in inner:
-            mean_a = thumbnail_difference(a.thumb, thumb)[0]
-            mean_b = thumbnail_difference(b.thumb, thumb)[0]
+            mean_a, mean_b = mean_difference(a.thumb, thumb), mean_difference(b.thumb, thumb)
             total = mean_a + mean_b
             weights.append(mean_a / total if total > 0 else 0.0)
         return weights

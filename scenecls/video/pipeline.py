@@ -415,15 +415,15 @@ class Pipeline:
         while len(chunk) < size and not stop.is_set():
             ready = reader.get_ready(1)
             if ready:
-                frame: Frame | None = ready[0]
+                frame = ready[0]
             else:
                 try:
-                    frame = reader.get(timeout=0.25)
+                    got = reader.get(timeout=0.25)
                 except TimeoutError:
                     continue
-                if frame is None:
+                if got is None:
                     break
-            assert frame is not None
+                frame = got
             if seconds and frame.timestamp - chunk[0].timestamp >= seconds - 1e-6:
                 self._pending = frame  # the window is full in time: it starts the next
                 break

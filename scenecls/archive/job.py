@@ -27,7 +27,14 @@ from typing import Any
 from ..errors import InputError, OutputError, SceneclsError
 from ..model.scene_model import SceneModel
 from ..video.pipeline import Pipeline, PipelineConfig
-from ..video.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink
+from ..video.sinks import (
+    CaptionSink,
+    EmbeddingsSink,
+    JsonlSink,
+    SegmentsSink,
+    Sink,
+    VideoSink,
+)
 from ..video.smoothing import Smoother
 from ..video.sources import VideoFileSource
 from .options import ArchiveOptions, ModelIdentity, output_name
@@ -72,7 +79,9 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _sinks(folder: Path, name: str, outputs: tuple[str, ...]) -> dict[str, Sink]:
+def _sinks(
+    folder: Path, name: str, outputs: tuple[str, ...], embeddings_dtype: str = "float16"
+) -> dict[str, Sink]:
     """One sink per output kind, writing into ``folder``."""
     made: dict[str, Sink] = {}
     for kind in outputs:
@@ -83,6 +92,8 @@ def _sinks(folder: Path, name: str, outputs: tuple[str, ...]) -> dict[str, Sink]
             made[kind] = SegmentsSink(path)
         elif kind in ("srt", "vtt"):
             made[kind] = CaptionSink(path, kind)
+        elif kind == "embeddings":
+            made[kind] = EmbeddingsSink(path, embeddings_dtype)
         else:
             made[kind] = VideoSink(path)
     return made
@@ -129,7 +140,7 @@ def annotate_video(
         partial_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=partial_root))
         name = PurePosixPath(task.rel).name
-        sinks = _sinks(work, name, options.outputs)
+        sinks = _sinks(work, name, options.outputs, options.embeddings_dtype)
 
         def progress(frames: int, total: int | None) -> None:
             if on_progress is not None and total:

@@ -13,9 +13,9 @@ from ..model.labels import LabelSet
 from ..video.gate import GateConfig
 from ..video.smoothing import SmoothingConfig
 
-OUTPUT_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video")
+OUTPUT_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video", "embeddings")
 """``--outputs`` choices: per-frame JSON Lines, segments as JSON and as CSV, SubRip and
-WebVTT captions, the annotated video."""
+WebVTT captions, the annotated video, the embeddings (for search and relabel)."""
 DEFAULT_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
 
 # appended to the video's own file name (with its extension, so clip.mp4 and clip.mov
@@ -27,6 +27,7 @@ _SUFFIXES = {
     "srt": ".srt",
     "vtt": ".vtt",
     "video": ".annotated.mp4",
+    "embeddings": ".embeddings.npz",
 }
 
 
@@ -81,6 +82,7 @@ class ArchiveOptions:
     fps: float | None = None
     batch: int = 16
     gate: GateConfig = field(default_factory=GateConfig)
+    embeddings_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -117,6 +119,8 @@ class ArchiveOptions:
             "smoothing": smoothing,
             "outputs": sorted(self.outputs),
         }
+        if "embeddings" in self.outputs:
+            payload["embeddings_dtype"] = self.embeddings_dtype
         return _digest(payload)
 
 

@@ -16,6 +16,7 @@ log = logging.getLogger("scenecls")
 def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     from ..archive.options import DEFAULT_OUTPUTS, OUTPUT_KINDS
     from .options import (
+        add_embeddings_options,
         add_gate_options,
         add_label_options,
         add_model_options,
@@ -74,6 +75,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
     g.add_argument("--batch", type=int, default=16, help="frames per encoder call (default 16)")
     add_gate_options(p)
     add_smoothing_options(p)
+    add_embeddings_options(p, run=False)
     p.add_argument(
         "--top-k", type=int, default=3, help="bars in the annotated video's overlay (default 3)"
     )
@@ -101,6 +103,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         fps=args.fps,
         batch=args.batch,
         gate=GateConfig.from_args(args),
+        embeddings_dtype=args.embeddings_dtype,
     )
     guard = guard_of(args)
     # workers finish their current batch and the engine shuts down before the exit

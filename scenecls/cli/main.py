@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SceneclsError, UsageError
 from ..version import __version__
-from . import annotate, bench, classify, export, find, serve
+from . import annotate, bench, classify, export, find, relabel, search, serve
 from . import eval as eval_command
 from . import run as run_command
 from .options import Parser
@@ -38,6 +38,8 @@ COMMANDS: dict[str, Command] = {  # in the order of ``scenecls --help``
     "serve": Command(serve.add_serve_parser, serve.run_serve),
     "annotate": Command(annotate.add_annotate_parser, annotate.run_annotate),
     "find": Command(find.add_find_parser, find.run_find),
+    "search": Command(search.add_search_parser, search.run_search),
+    "relabel": Command(relabel.add_relabel_parser, relabel.run_relabel),
 }
 
 

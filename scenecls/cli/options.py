@@ -4,6 +4,7 @@ argument parser class every command uses."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UsageError
 from ..model.runtimes import DEVICES, PRECISIONS
@@ -48,6 +49,24 @@ def add_smoothing_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.05,
         help="... by at least this probability (default 0.05)",
+    )
+
+
+def add_embeddings_options(g: argparse._ActionsContainer, *, run: bool = True) -> None:
+    """``--embeddings FILE`` (``run`` only) and ``--embeddings-dtype``."""
+    if run:
+        g.add_argument(
+            "--embeddings",
+            type=Path,
+            metavar="FILE.npz",
+            help="keep every encoded frame's embedding, for scenecls search and relabel",
+        )
+    g.add_argument(
+        "--embeddings-dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="how embeddings are stored: float16 (default, half the size; cosine to "
+        "float32 >= 0.9999) or float32 (relabel reproduces the run bit for bit)",
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError, UsageError
 from .options import (
+    add_embeddings_options,
     add_gate_options,
     add_label_options,
     add_model_options,
@@ -65,6 +66,7 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     g.add_argument("--segments", type=Path, help="segments as .json or .csv")
     g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
     g.add_argument("--vtt", type=Path, help="captions, one per segment (WebVTT)")
+    add_embeddings_options(g)
     g.add_argument("--top-k", type=int, default=3, help="bars in the overlay (default 3)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -76,7 +78,14 @@ def run_video(args: argparse.Namespace) -> int:
     from ..video.gate import GateConfig
     from ..video.pipeline import Pipeline, PipelineConfig
     from ..video.progress import Progress
-    from ..video.sinks import CaptionSink, JsonlSink, SegmentsSink, VideoSink, WindowSink
+    from ..video.sinks import (
+        CaptionSink,
+        EmbeddingsSink,
+        JsonlSink,
+        SegmentsSink,
+        VideoSink,
+        WindowSink,
+    )
     from ..video.smoothing import Smoother, SmoothingConfig
     from ..video.sources import open_source
 
@@ -107,12 +116,16 @@ def run_video(args: argparse.Namespace) -> int:
         sinks.append(CaptionSink(args.srt, "srt"))
     if args.vtt:
         sinks.append(CaptionSink(args.vtt, "vtt"))
+    if args.embeddings:
+        sinks.append(EmbeddingsSink(args.embeddings, args.embeddings_dtype))
     if args.out:
         sinks.append(VideoSink(args.out))
     if args.show:
         sinks.append(WindowSink(f"scenecls: {args.source}"))
     if not sinks:
-        log.warning("no output chosen: add --show, --out, --jsonl, --segments, --srt or --vtt")
+        log.warning(
+            "no output chosen: add --show, --out, --jsonl, --segments, --srt, --vtt or --embeddings"
+        )
 
     guard = guard_of(args)
     model = guard.call(load_model, args.model, device=args.device, precision=args.precision)

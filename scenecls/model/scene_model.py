@@ -29,69 +29,29 @@ DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 LabelsLike = LabelSet | str | Sequence[str]
 
 
-class SceneModel:
-    """A CLIP bundle on ONNX Runtime or OpenVINO. Thread-compatible: use one per thread.
+class TextModel:
+    """The text tower of a bundle alone: label and query embeddings without loading the
+    image tower (``scenecls search`` and ``relabel`` need nothing else).
 
-    Attributes: ``bundle`` (facts from bundle.json), ``device`` ('cpu' or 'cuda'),
-    ``precision`` of the image tower as run ('fp32', 'fp16', 'bf16' or 'int8'),
-    ``runtime`` ('onnxruntime' or 'openvino'), ``embed_dim`` (D), ``logit_scale``.
-    The text tower always runs on ONNX Runtime in the bundle's precision.
-    """
+    ``bundle``: the bundle; ``device``: where the text tower runs ('cpu' or 'cuda')."""
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        device: str = "auto",
-        batch_size: int = 32,
-        *,
-        precision: str = "auto",
-    ) -> None:
+    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         self.bundle = bundle
-        self.preprocessor = Preprocessor(bundle.preprocessing)
-        self.image_encoder = create_image_encoder(bundle, device, precision)
-        self._text_encoder: TextEncoder | None = None
-        self._device_request = "cpu" if self.image_encoder.device == "cpu" else device
-        self.device: str = self.image_encoder.device
-        self.precision: str = self.image_encoder.precision
-        self.runtime: str = self.image_encoder.runtime
+        self.device = device
         self.embed_dim = bundle.embed_dim
         self.logit_scale = bundle.logit_scale
-        self.batch_size = max(1, batch_size)
-        log.info(
-            "model %s on %s (%s %s)",
-            bundle.model_id,
-            self.device.upper(),
-            "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime",
-            self.precision,
-        )
-        if self.device == "cpu" and bundle.precision == "fp16":
-            log.warning("fp16 bundles are meant for CUDA; on the CPU an fp32 bundle is faster")
+        self._encoder: TextEncoder | None = None
 
     @property
     def text_encoder(self) -> TextEncoder:
-        """Created on first use: a live run with cached label embeddings never needs it."""
-        if self._text_encoder is None:
-            self._text_encoder = TextEncoder(self.bundle, self._device_request)
-        return self._text_encoder
+        """Created on first use: label embeddings found in the cache never need it."""
+        if self._encoder is None:
+            self._encoder = TextEncoder(self.bundle, self.device)
+        return self._encoder
 
-    def release_text_encoder(self) -> None:
-        """Free the text tower's session (its memory) once the label embeddings are made;
-        it is created again if texts need encoding later."""
-        self._text_encoder = None
-
-    def preprocess(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        """HxWx3 uint8 BGR images of any size -> (N, 3, 224, 224) float32 RGB normalised."""
-        return self.preprocessor.batch(images_bgr)
-
-    def encode_images(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        """HxWx3 uint8 BGR images (as OpenCV delivers) -> (N, D) float32 unit rows."""
-        if isinstance(images_bgr, np.ndarray) and images_bgr.ndim == 3:
-            images_bgr = [images_bgr]
-        out = np.empty((len(images_bgr), self.embed_dim), np.float32)
-        for start in range(0, len(images_bgr), self.batch_size):
-            chunk = images_bgr[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self.image_encoder(self.preprocess(chunk))
-        return out
+    def release(self) -> None:
+        """Free the text tower's session; it is created again when needed."""
+        self._encoder = None
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts, used verbatim (no template) -> (K, D) float32 unit rows."""
@@ -127,6 +87,79 @@ class SceneModel:
             log.warning("cannot cache label embeddings in %s: %s", path.parent, e)
         return means
 
+
+class SceneModel:
+    """A CLIP bundle on ONNX Runtime or OpenVINO. Thread-compatible: use one per thread.
+
+    Attributes: ``bundle`` (facts from bundle.json), ``device`` ('cpu' or 'cuda'),
+    ``precision`` of the image tower as run ('fp32', 'fp16', 'bf16' or 'int8'),
+    ``runtime`` ('onnxruntime' or 'openvino'), ``embed_dim`` (D), ``logit_scale``.
+    The text tower always runs on ONNX Runtime in the bundle's precision.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        precision: str = "auto",
+    ) -> None:
+        self.bundle = bundle
+        self.preprocessor = Preprocessor(bundle.preprocessing)
+        self.image_encoder = create_image_encoder(bundle, device, precision)
+        self.text = TextModel(bundle, "cpu" if self.image_encoder.device == "cpu" else device)
+        self.device: str = self.image_encoder.device
+        self.precision: str = self.image_encoder.precision
+        self.runtime: str = self.image_encoder.runtime
+        self.embed_dim = bundle.embed_dim
+        self.logit_scale = bundle.logit_scale
+        self.batch_size = max(1, batch_size)
+        log.info(
+            "model %s on %s (%s %s)",
+            bundle.model_id,
+            self.device.upper(),
+            "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime",
+            self.precision,
+        )
+        if self.device == "cpu" and bundle.precision == "fp16":
+            log.warning("fp16 bundles are meant for CUDA; on the CPU an fp32 bundle is faster")
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """Created on first use: a live run with cached label embeddings never needs it."""
+        return self.text.text_encoder
+
+    def release_text_encoder(self) -> None:
+        """Free the text tower's session (its memory) once the label embeddings are made;
+        it is created again if texts need encoding later."""
+        self.text.release()
+
+    def preprocess(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 BGR images of any size -> (N, 3, 224, 224) float32 RGB normalised."""
+        return self.preprocessor.batch(images_bgr)
+
+    def encode_images(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 BGR images (as OpenCV delivers) -> (N, D) float32 unit rows."""
+        if isinstance(images_bgr, np.ndarray) and images_bgr.ndim == 3:
+            images_bgr = [images_bgr]
+        out = np.empty((len(images_bgr), self.embed_dim), np.float32)
+        for start in range(0, len(images_bgr), self.batch_size):
+            chunk = images_bgr[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.image_encoder(self.preprocess(chunk))
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts, used verbatim (no template) -> (K, D) float32 unit rows."""
+        return self.text.encode_texts(texts)
+
+    def embed_labels(
+        self, labels: LabelsLike, templates: str | Sequence[str] | None = None
+    ) -> np.ndarray:
+        """(K, D) float32 unit rows: per label, the normalised mean of its phrasings x
+        templates. Cached on disk by bundle fingerprint + texts + templates."""
+        return self.text.embed_labels(labels, templates)
+
     def score(
         self,
         images_bgr: Sequence[np.ndarray],
@@ -153,6 +186,25 @@ class SceneModel:
             classify_scores(s, top_k=top_k, min_confidence=min_confidence)
             for s in self.score(images_bgr, labels, templates)
         ]
+
+
+def model_meta(model: object) -> dict[str, object]:
+    """What identifies the embeddings ``model`` computes (for files that store them):
+    ``model`` (id), ``model_fingerprint``, ``bundle_precision``, ``bundle`` (folder),
+    ``precision``, ``device`` and ``runtime`` of the image tower as run, ``embed_dim``,
+    ``logit_scale``. Tolerates stand-in models (missing facts are None)."""
+    bundle = getattr(model, "bundle", None)
+    return {
+        "model": getattr(bundle, "model_id", None),
+        "model_fingerprint": getattr(bundle, "fingerprint", None),
+        "bundle_precision": getattr(bundle, "precision", None),
+        "bundle": str(Path(bundle.path).resolve()) if bundle is not None else None,
+        "precision": getattr(model, "precision", None),
+        "device": getattr(model, "device", None),
+        "runtime": getattr(model, "runtime", None),
+        "embed_dim": getattr(model, "embed_dim", None),
+        "logit_scale": getattr(model, "logit_scale", None),
+    }
 
 
 def _label_key(bundle: Bundle, labelset: LabelSet) -> str:
@@ -183,3 +235,10 @@ def load_model(
     return SceneModel(
         load_bundle(path, verify=verify), device=device, batch_size=batch_size, precision=precision
     )
+
+
+def load_text_model(model: str | Path = DEFAULT_MODEL, *, verify: bool = True) -> TextModel:
+    """The text tower of ``model`` alone (see :func:`load_model`), on the CPU: label and
+    query embeddings are a few texts, and the image tower is never loaded."""
+    path = resolve_model(str(model), precision="fp32")
+    return TextModel(load_bundle(path, verify=verify), "cpu")

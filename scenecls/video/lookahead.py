@@ -47,12 +47,33 @@ Encode = Callable[[list[int]], np.ndarray]
 
 @dataclass
 class _Anchor:
-    """An encoded frame: its time (s), ``(h, 64)`` float32 thumbnail and ``(D,)`` float32
-    unit embedding."""
+    """An encoded frame: its time (s), ``(h, 64)`` float32 thumbnail, ``(D,)`` float32
+    unit embedding, and its position in the window (-1: encoded in an earlier window)."""
 
     time: float
     thumb: np.ndarray
     embedding: np.ndarray
+    position: int = -1
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where each frame's embedding of a window came from: frame ``i``'s is
+    ``mix_rows(E[left[i]], E[right[i]], weight[i])`` of the encoded frames at those window
+    positions (-1: the last frame encoded before the window), or, when ``mixed[i]`` is
+    False, a copy of ``E[left[i]]`` (the frame itself when it was encoded). ``left``,
+    ``right``: ``(N,)`` int64; ``weight``: ``(N,)`` float64; ``mixed``: ``(N,)`` bool."""
+
+    left: np.ndarray
+    right: np.ndarray
+    weight: np.ndarray
+    mixed: np.ndarray
+
+    @classmethod
+    def own(cls, n: int) -> Provenance:
+        """Every frame of ``n`` encoded itself."""
+        pos = np.arange(n, dtype=np.int64)
+        return cls(pos, pos.copy(), np.zeros(n), np.zeros(n, bool))
 
 
 class LookaheadGate:
@@ -69,6 +90,8 @@ class LookaheadGate:
         self.encoded = 0
         self.seconds = 0.0
         self._anchor: _Anchor | None = None
+        self.provenance = Provenance.own(0)
+        """Where the embeddings of the last planned window came from."""
 
     def reset(self) -> None:
         """Forget the last encoded frame: the next window starts with an encode."""
@@ -86,6 +109,7 @@ class LookaheadGate:
         """
         n = len(images_bgr)
         self.frames += n
+        self.provenance = Provenance.own(n)
         if n == 0:
             return np.zeros((0, 0), np.float32), np.zeros(0, bool)
         if not self.config.enabled:
@@ -107,9 +131,11 @@ class LookaheadGate:
                 encoded[position] = True
 
         anchor = self._anchor
+        if anchor is not None:  # encoded in an earlier window
+            anchor = _Anchor(anchor.time, anchor.thumb, anchor.embedding, -1)
         if anchor is None or anchor.thumb.shape != thumbs[0].shape or times[0] < anchor.time:
             run([0])
-            anchor = _Anchor(times[0], thumbs[0], rows[0])  # type: ignore[arg-type]
+            anchor = _Anchor(times[0], thumbs[0], rows[0], 0)  # type: ignore[arg-type]
             position = 1
         else:
             position = 0
@@ -130,7 +156,7 @@ class LookaheadGate:
             # unchanged frames too, so a drift the thumbnails do not show is caught here
             run([end])
             self._fill(anchor, end, list(range(position, end)), thumbs, times, rows, run)
-            anchor = _Anchor(times[end], thumbs[end], rows[end])  # type: ignore[arg-type]
+            anchor = _Anchor(times[end], thumbs[end], rows[end], end)  # type: ignore[arg-type]
             position = end + 1
         self._anchor = anchor
         self.encoded += int(encoded.sum())
@@ -170,7 +196,7 @@ class LookaheadGate:
         def at(end: _Anchor | int) -> _Anchor:
             if isinstance(end, _Anchor):
                 return end
-            return _Anchor(times[end], thumbs[end], rows[end])  # type: ignore[arg-type]
+            return _Anchor(times[end], thumbs[end], rows[end], end)  # type: ignore[arg-type]
 
         spans: list[tuple[_Anchor | int, int, list[int]]] = [(first, last, between)]
         while spans:
@@ -189,7 +215,8 @@ class LookaheadGate:
                 middles.append(m)
                 if verdict == "moving":
                     guess = self._weights(start, end, [thumbs[m]])[0]
-                    probes.append((a, b, m, inner, _mix(start, end, guess)))
+                    mixed = mix_rows(start.embedding, end.embedding, np.array([guess]))[0]
+                    probes.append((a, b, m, inner, mixed))
                 else:
                     halves.append((a, m, [i for i in inner if i < m]))
                     halves.append((m, b, [i for i in inner if i > m]))
@@ -246,11 +273,28 @@ class LookaheadGate:
         thumbs: list[np.ndarray],
         rows: list[np.ndarray | None],
     ) -> None:
-        for i, w in zip(inner, self._weights(a, b, [thumbs[i] for i in inner]), strict=True):
-            rows[i] = _mix(a, b, w)
+        if not inner:
+            return
+        weights = np.array(self._weights(a, b, [thumbs[i] for i in inner]), np.float64)
+        mixed = mix_rows(a.embedding, b.embedding, weights)
+        prov = self.provenance
+        for i, w, row in zip(inner, weights, mixed, strict=True):
+            rows[i] = row
+            prov.left[i], prov.right[i], prov.weight[i], prov.mixed[i] = (
+                a.position,
+                b.position,
+                w,
+                True,
+            )
 
 
-def _mix(a: _Anchor, b: _Anchor, weight: float) -> np.ndarray:
-    """The unit ``(D,)`` float32 embedding ``weight`` of the way from ``a``'s to ``b``'s."""
-    row = (1.0 - weight) * a.embedding + weight * b.embedding
-    return (row / max(float(np.linalg.norm(row)), 1e-12)).astype(np.float32)
+def mix_rows(left: np.ndarray, right: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(M, D)`` float32 unit rows ``weight`` of the way from ``left`` to ``right``
+    (``(M, D)`` or ``(D,)`` unit rows of any float type; ``weight``: ``(M,)``).
+
+    Computed in float64 row by row, so a row's result does not depend on how many rows
+    are mixed at once: the pipeline and ``scenecls relabel`` give the same bits."""
+    w = np.asarray(weight, np.float64).reshape(-1, 1)
+    rows = (1.0 - w) * np.asarray(left, np.float64) + w * np.asarray(right, np.float64)
+    norms = np.sqrt((rows * rows).sum(axis=1, keepdims=True))
+    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)

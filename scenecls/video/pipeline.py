@@ -16,17 +16,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..model.labels import LabelSet, resolve_labels
-from ..model.scene_model import LabelsLike, SceneModel
+from ..model.scene_model import LabelsLike, SceneModel, model_meta
 from ..model.scoring import score
 from ..types import Frame, Prediction, Segment
 from .gate import ChangeGate, GateConfig
-from .lookahead import LookaheadGate
-from .sinks import RunInfo, Sink
+from .lookahead import LookaheadGate, Provenance
+from .sinks import EmbeddingBatch, RunInfo, Sink
 from .smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .sources import FrameReader, FrameSource
 
@@ -252,7 +252,16 @@ class Pipeline:
         window_seconds = 2 * gate.max_reuse if gate.enabled and not self.source.live else 0.0
         self._pending = None
         info = RunInfo(
-            self.source.name, tuple(names), self.source.size, self.source.fps, self.source.live
+            self.source.name,
+            tuple(names),
+            self.source.size,
+            self.source.fps,
+            self.source.live,
+            model=model_meta(self.model),
+            settings={
+                "gate": asdict(gate),
+                "analysis_fps": None if self.source.live else self.config.analysis_fps,
+            },
         )
         started: list[Sink] = []
         last_pred: Prediction | None = None
@@ -271,9 +280,13 @@ class Pipeline:
                     break
                 selected = [sampler(f.timestamp) for f in chunk]
                 todo = [f for f, sel in zip(chunk, selected, strict=True) if sel]
-                embs, encoded = self._embed(todo, stages)
-                if self.on_embeddings is not None and todo:
-                    self.on_embeddings(todo, embs, encoded)
+                embs, encoded, provenance = self._embed(todo, stages)
+                if todo:
+                    batch = EmbeddingBatch(todo, embs, encoded, provenance)
+                    for sink in self.sinks:
+                        sink.on_embeddings(batch)
+                    if self.on_embeddings is not None:
+                        self.on_embeddings(todo, embs, encoded)
                 all_scores = iter(score(embs, text, names, self.model.logit_scale))
                 flags = iter(encoded)
                 for frame, sel in zip(chunk, selected, strict=True):
@@ -350,9 +363,10 @@ class Pipeline:
 
     def _embed(
         self, frames: list[Frame], stages: dict[str, float]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(N, D)`` float32 unit embeddings of ``frames`` and an ``(N,)`` bool array of
-        the ones the encoder computed; the change gate decides which."""
+    ) -> tuple[np.ndarray, np.ndarray, Provenance]:
+        """``(N, D)`` float32 unit embeddings of ``frames``, an ``(N,)`` bool array of
+        the ones the encoder computed (the change gate decides which), and where the
+        others' embeddings came from."""
 
         def encode(positions: list[int]) -> np.ndarray:
             t0 = time.perf_counter()
@@ -364,11 +378,13 @@ class Pipeline:
             return embs
 
         if not frames:
-            return np.zeros((0, self.model.embed_dim), np.float32), np.zeros(0, bool)
+            empty = np.zeros((0, self.model.embed_dim), np.float32)
+            return empty, np.zeros(0, bool), Provenance.own(0)
         if isinstance(self.gate, LookaheadGate):
-            return self.gate.plan(
+            embs, encoded = self.gate.plan(
                 [f.image_bgr for f in frames], [f.timestamp for f in frames], encode
             )
+            return embs, encoded, self.gate.provenance
         flags = []
         for frame in frames:
             if frame.gap_before:
@@ -376,7 +392,12 @@ class Pipeline:
             flags.append(self.gate.check(frame.image_bgr, frame.timestamp))
         fresh = iter(encode([i for i, f in enumerate(flags) if f]))
         rows = [self.gate.keep(next(fresh)) if f else self.gate.embedding for f in flags]
-        return np.stack(rows), np.asarray(flags, bool)  # type: ignore[arg-type]
+        provenance = Provenance.own(len(frames))
+        last = -1  # reused frames copy the last encoded one (-1: before this batch)
+        for i, flag in enumerate(flags):
+            last = i if flag else last
+            provenance.left[i] = provenance.right[i] = last
+        return np.stack(rows), np.asarray(flags, bool), provenance  # type: ignore[arg-type]
 
     def _gap(self, stats: RunStats, lost_at: float, frame: Frame) -> None:
         """The source was lost before ``frame``: no segment spans the gap, and the
@@ -384,6 +405,8 @@ class Pipeline:
         self.tracker.close(lost_at)
         self.smoother.reset()
         stats.gaps.append((lost_at, frame.timestamp))
+        for sink in self.sinks:
+            sink.on_gap(lost_at, frame.timestamp)
         log.warning(
             "%s: input lost from %.1f s to %.1f s (%.1f s); the open segment ends at %.1f s",
             self.source.name,

@@ -1,12 +1,15 @@
 """Sinks: what a run writes or shows. Any combination can be used at once."""
 
 from ...errors import OutputError
-from .base import RunInfo, Sink, check_writable, write_text_atomic
+from .base import EmbeddingBatch, RunInfo, Sink, check_writable, write_text_atomic
+from .embeddings import EmbeddingsSink
 from .files import CaptionSink, JsonlSink, SegmentsSink, captions_text
 from .video import VideoSink, WindowSink
 
 __all__ = [
     "CaptionSink",
+    "EmbeddingBatch",
+    "EmbeddingsSink",
     "JsonlSink",
     "OutputError",
     "RunInfo",

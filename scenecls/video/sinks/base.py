@@ -7,13 +7,17 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ...atomic import write_bytes_atomic
 from ...errors import OutputError, UsageError
 from ...types import Frame, Prediction, Segment
+from ..lookahead import Provenance
 
 # a run stops when an output's disk has less than this left, so every file can still be
 # finished (an mp4's index, the segment and caption files) and stay valid
@@ -22,13 +26,29 @@ MIN_FREE_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What sinks know about a run: the source, its size and nominal rate, the labels."""
+    """What sinks know about a run: the source, its size and nominal rate, the labels;
+    ``model``: the model as run (see :func:`~scenecls.model.scene_model.model_meta`);
+    ``settings``: the change gate's and sampling settings."""
 
     source: str
     labels: tuple[str, ...]
     size: tuple[int, int] | None  # (width, height)
     fps: float | None
     live: bool
+    model: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingBatch:
+    """The analysed frames of one batch and their embeddings: ``embeddings`` ``(N, D)``
+    float32 unit rows; ``encoded`` ``(N,)`` bool (the image encoder ran on the frame);
+    ``provenance``: how the other frames' embeddings were made from the encoded ones."""
+
+    frames: Sequence[Frame]
+    embeddings: np.ndarray
+    encoded: np.ndarray
+    provenance: Provenance
 
 
 class Sink:
@@ -57,6 +77,12 @@ class Sink:
         annotated_bgr: object | None = None,
     ) -> None:
         """Called for every input frame, in order."""
+
+    def on_embeddings(self, batch: EmbeddingBatch) -> None:
+        """Called with each batch's embeddings, before its frames' :meth:`on_frame`."""
+
+    def on_gap(self, lost_at: float, resumed_at: float) -> None:
+        """A live source was lost at ``lost_at`` s and resumed at ``resumed_at`` s."""
 
     def finish(self, segments: Sequence[Segment]) -> None:
         """Called once at the end with all closed segments."""

@@ -1,0 +1,314 @@
+"""Relabelling stored embeddings: new labels, new smoothing, the same outputs as a run,
+without opening a video.
+
+Each analysed frame's embedding is rebuilt from the stored rows exactly as the change
+gate built it during the run (a copy of an encoded frame's row, or the same float64 mix
+of two), scored against the new labels, and fed through the same smoother, segment
+tracker and sinks as :class:`~scenecls.video.pipeline.Pipeline`. With float32 storage
+the outputs therefore equal the run's bit for bit; with float16 storage the scores move
+by about 1e-4 (see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ..errors import SceneclsError, UsageError
+from ..model.embeddings_store import EmbeddingsFile
+from ..model.labels import LabelSet
+from ..model.scene_model import TextModel
+from ..model.scoring import score
+from ..types import Frame, Segment
+from ..video.lookahead import mix_rows
+from ..video.sinks import CaptionSink, JsonlSink, RunInfo, SegmentsSink, Sink
+from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
+from .job import PARTIAL_DIR
+from .manifest import Manifest
+from .options import output_name
+from .stored import Problem, StoredVideo
+
+RELABEL_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt")
+"""``relabel --outputs`` choices (no annotated video: the frames are not decoded)."""
+DEFAULT_RELABEL_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
+
+_CHUNK = 8192  # frames rebuilt and scored at a time
+_PIXEL = np.zeros((1, 1, 3), np.uint8)  # stands in for the image no output needs
+
+
+def frame_embeddings(store: EmbeddingsFile, start: int, stop: int) -> np.ndarray:
+    """``(n, D)`` float32 unit embeddings of analysed frames ``start:stop`` of ``store``,
+    rebuilt as the change gate made them (see the module docstring)."""
+    frames = store.frames[start:stop]
+    left, right = frames["left"], frames["right"]
+    rows = np.asarray(store.embeddings[left], np.float32)
+    mixed = np.flatnonzero(left != right)
+    if len(mixed):
+        rows[mixed] = mix_rows(
+            store.embeddings[left[mixed]], store.embeddings[right[mixed]], frames["weight"][mixed]
+        )
+    return rows
+
+
+def parse_relabel_outputs(text: str) -> tuple[str, ...]:
+    words = [w.strip().lower() for w in text.split(",") if w.strip()]
+    if words == ["all"]:
+        return RELABEL_KINDS
+    unknown = [w for w in words if w not in RELABEL_KINDS]
+    if unknown or not words:
+        raise UsageError(
+            f"--outputs {text!r}: choose from {','.join(RELABEL_KINDS)} (comma separated) or all"
+        )
+    return tuple(k for k in RELABEL_KINDS if k in words)
+
+
+def _sinks(folder: Path, name: str, outputs: Sequence[str]) -> dict[str, Sink]:
+    made: dict[str, Sink] = {}
+    for kind in outputs:
+        path = folder / output_name(name, kind)
+        if kind == "jsonl":
+            made[kind] = JsonlSink(path)
+        elif kind in ("segments", "csv"):
+            made[kind] = SegmentsSink(path)
+        else:
+            made[kind] = CaptionSink(path, kind)
+    return made
+
+
+@dataclass
+class ReplayStats:
+    """What one video's relabelling produced."""
+
+    frames: int = 0
+    encoded: int = 0
+    segments: list[Segment] | None = None
+    seconds: float = 0.0
+
+
+def replay(
+    store: EmbeddingsFile,
+    text: np.ndarray,
+    labelset: LabelSet,
+    smoothing: SmoothingConfig,
+    sinks: Sequence[Sink],
+    logit_scale: float,
+    stop: threading.Event | None = None,
+) -> ReplayStats:
+    """Score every stored frame of ``store`` against ``text`` (``(K, D)`` float32 unit
+    label embeddings of ``labelset``, ``logit_scale`` the model's), smooth, and feed
+    ``sinks`` as a run would. Every started sink is finished, also on errors and
+    interrupts."""
+    t0 = time.perf_counter()
+    names = labelset.names
+    smoother, tracker = Smoother(smoothing), SegmentTracker()
+    meta = store.meta
+    size = meta.get("size")
+    info = RunInfo(
+        str(meta.get("source")),
+        tuple(names),
+        (int(size[0]), int(size[1])) if size else None,
+        meta.get("fps"),
+        bool(meta.get("live")),
+        model={k: meta.get(k) for k in ("model", "model_fingerprint", "precision")},
+    )
+    gaps = iter(sorted(map(tuple, store.gaps.tolist())))
+    gap = next(gaps, None)
+    stats = ReplayStats()
+    started: list[Sink] = []
+    error: BaseException | None = None
+    frames = store.frames
+    try:
+        for sink in sinks:
+            sink.start(info)
+            started.append(sink)
+        for begin in range(0, len(frames), _CHUNK):
+            if stop is not None and stop.is_set():
+                break
+            chunk = frames[begin : begin + _CHUNK]
+            embs = frame_embeddings(store, begin, begin + len(chunk))
+            all_scores = score(embs, text, names, logit_scale)
+            for record, scores in zip(chunk.tolist(), all_scores, strict=True):
+                index, t, _left, _right, _weight, encoded = record
+                while gap is not None and gap[1] <= t:
+                    tracker.close(gap[0])
+                    smoother.reset()
+                    gap = next(gaps, None)
+                pred = tracker.track(smoother.update(scores, t))
+                pred = replace(pred, encoded=bool(encoded))
+                frame = Frame(_PIXEL, int(index), float(t))
+                for sink in sinks:
+                    sink.on_frame(frame, pred, True, None)
+                stats.frames += 1
+                stats.encoded += int(encoded)
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        if stats.frames:
+            tracker.close(max(store.end, float(frames["time"][stats.frames - 1])))
+        stats.segments = list(tracker.segments)
+        first: BaseException | None = None
+        for sink in started:
+            try:
+                sink.finish(stats.segments)
+            except BaseException as e:  # finish the others, report the first
+                first = first or e
+        if first is not None and error is None:
+            raise first
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+@dataclass
+class RelabelSummary:
+    """What a relabel run did: ``done`` (rel paths), ``problems`` (files left out)."""
+
+    out_dir: Path
+    done: list[str]
+    problems: list[Problem]
+    frames: int = 0
+    segments: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else (1 if self.problems else 0)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"relabelled  {len(self.done)} video{'s' * (len(self.done) != 1)}, "
+            f"{self.frames} frames, {self.segments} segments in {self.seconds:.2f} s "
+            f"-> {self.out_dir}"
+        ]
+        if self.interrupted:
+            out.append("stopped     early: the videos finished so far are complete")
+        for p in self.problems:
+            out.append(f"left out    {p.path}: {p.message}")
+        return out
+
+
+def relabel(
+    videos: Sequence[StoredVideo],
+    problems: Sequence[Problem],
+    text_model: TextModel,
+    labelset: LabelSet,
+    smoothing: SmoothingConfig,
+    out_dir: Path,
+    outputs: Sequence[str] = DEFAULT_RELABEL_OUTPUTS,
+    stop: threading.Event | None = None,
+) -> RelabelSummary:
+    """Relabel every video of ``videos`` into ``out_dir``, named and laid out as
+    ``scenecls annotate`` names its outputs, each video's files put in place only when
+    all are complete, and recorded in ``out_dir/manifest.jsonl``."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    rels = [v.rel for v in videos]
+    twice = sorted({r for r in rels if rels.count(r) > 1})
+    if twice:
+        raise UsageError(
+            f"two inputs would write the same outputs ({', '.join(twice[:3])}): relabel "
+            "them into different --out folders"
+        )
+    for v in videos:
+        if out_dir.resolve() == _archive_root(v).resolve():
+            raise UsageError(
+                f"--out {out_dir} is the folder the embeddings come from: the new outputs "
+                "would replace the annotation's; choose another folder"
+            )
+    text = text_model.embed_labels(labelset)
+    summary = RelabelSummary(out_dir, [], list(problems))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / PARTIAL_DIR
+    with Manifest(out_dir) as manifest:
+        for v in videos:
+            if stop is not None and stop.is_set():
+                summary.interrupted = True
+                break
+            try:
+                entry = _relabel_one(
+                    v, text, text_model.logit_scale, labelset, smoothing, out_dir, partial,
+                    outputs, stop,
+                )  # fmt: skip
+            except SceneclsError as e:
+                summary.problems.append(Problem(str(v.store.path), str(e)))
+                continue
+            if entry is None:
+                summary.interrupted = True
+                break
+            manifest.append(entry)
+            summary.done.append(v.rel)
+            summary.frames += int(entry["analysed"])
+            summary.segments += int(entry["segments"])
+    with contextlib.suppress(OSError):
+        partial.rmdir()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _archive_root(v: StoredVideo) -> Path:
+    """The folder ``v``'s outputs belong to: the annotate folder holding its file."""
+    path = v.store.path.resolve()
+    depth = len(PurePosixPath(v.rel).parts)
+    return path.parents[depth - 1] if len(path.parents) >= depth else path.parent
+
+
+def _relabel_one(
+    v: StoredVideo,
+    text: np.ndarray,
+    logit_scale: float,
+    labelset: LabelSet,
+    smoothing: SmoothingConfig,
+    out_dir: Path,
+    partial: Path,
+    outputs: Sequence[str],
+    stop: threading.Event | None,
+) -> dict[str, Any] | None:
+    partial.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=partial))
+    try:
+        name = PurePosixPath(v.rel).name
+        sinks = _sinks(work, name, outputs)
+        stats = replay(v.store, text, labelset, smoothing, list(sinks.values()), logit_scale, stop)
+        if stop is not None and stop.is_set():
+            return None
+        final = out_dir / PurePosixPath(v.rel).parent
+        final.mkdir(parents=True, exist_ok=True)
+        placed: dict[str, str] = {}
+        for kind in outputs:
+            fname = output_name(name, kind)
+            os.replace(work / fname, final / fname)
+            placed[kind] = (PurePosixPath(v.rel).parent / fname).as_posix()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    meta = v.store.meta
+    return {
+        "input": v.video or str(meta.get("source")),
+        "file": v.rel,
+        "status": "done",
+        "error": None,
+        "model": meta.get("model"),
+        "model_fingerprint": meta.get("model_fingerprint"),
+        "precision": meta.get("precision"),
+        "device": meta.get("device"),
+        "labels": labelset.names,
+        "outputs": placed,
+        "embeddings": str(v.store.path),
+        "analysed": stats.frames,
+        "encoded": stats.encoded,
+        "segments": len(stats.segments or []),
+        "duration": round(v.store.end, 3),
+        "seconds": round(stats.seconds, 3),
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

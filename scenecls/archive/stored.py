@@ -1,0 +1,158 @@
+"""Finding stored embeddings: files named on the command line, or the embeddings outputs
+that ``scenecls annotate`` recorded in an output folder's manifest; and the model that
+wrote them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SceneclsError, UsageError
+from ..model.bundle import Bundle, is_bundle_dir, load_bundle
+from ..model.embeddings_store import SUFFIX, EmbeddingsFile, StoreError, open_embeddings
+from ..model.resolve import resolve_model
+from .manifest import MANIFEST_NAME, read_manifest
+
+log = logging.getLogger("scenecls")
+
+
+@dataclass
+class StoredVideo:
+    """The embeddings of one video: ``store`` (open, rows memory-mapped), ``name`` (how
+    it is shown: its path in the archive, or the video's file name), ``rel`` (where
+    outputs made from it go under an output folder, POSIX), ``video`` (the video's
+    absolute path when it was a file)."""
+
+    store: EmbeddingsFile
+    name: str
+    rel: str
+    video: str | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that could not be used, and why (one line)."""
+
+    path: str
+    message: str
+
+
+def _from_file(path: Path) -> StoredVideo:
+    store = open_embeddings(path)
+    video = store.meta.get("input")
+    if video:
+        rel = Path(str(video)).name
+    else:
+        rel = path.name.removesuffix(SUFFIX).removesuffix(".embeddings")
+    return StoredVideo(store, rel, rel, str(video) if video else None)
+
+
+def collect(paths: Sequence[str | Path]) -> tuple[list[StoredVideo], list[Problem]]:
+    """The stored videos of ``paths`` (embeddings files or annotate output folders), and
+    the files that are damaged or unreadable (reported, left out). Raises
+    :class:`UsageError` for a path that is neither, or a folder without embeddings."""
+    found: list[StoredVideo] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            manifest = path / MANIFEST_NAME
+            if not manifest.is_file():
+                raise UsageError(
+                    f"{path} has no {MANIFEST_NAME}: give embeddings files (.npz) or the "
+                    "--out folder of a scenecls annotate run"
+                )
+            entries = [
+                e
+                for e in read_manifest(manifest).values()
+                if e.get("status") == "done" and (e.get("outputs") or {}).get("embeddings")
+            ]
+            if not entries:
+                raise UsageError(
+                    f"{path}: no video there has stored embeddings: annotate with "
+                    "--outputs including embeddings (e.g. --outputs jsonl,segments,embeddings)"
+                )
+            for entry in entries:
+                file = path / entry["outputs"]["embeddings"]
+                try:
+                    store = open_embeddings(file)
+                except StoreError as e:
+                    problems.append(Problem(str(file), str(e)))
+                    continue
+                rel = str(entry.get("file") or Path(str(entry["input"])).name)
+                found.append(StoredVideo(store, rel, rel, str(entry["input"])))
+        elif path.is_file() or path.suffix.lower() == SUFFIX:
+            try:
+                found.append(_from_file(path))
+            except StoreError as e:
+                problems.append(Problem(str(path), str(e)))
+        else:
+            raise UsageError(
+                f"{path}: no such file or folder: give embeddings files (.npz) or the --out "
+                "folder of a scenecls annotate run"
+            )
+    return found, problems
+
+
+def one_model(videos: Sequence[StoredVideo]) -> str:
+    """The fingerprint all ``videos`` share; :class:`UsageError` naming the models when
+    they come from several (their embeddings are not comparable)."""
+    by_fp: dict[str, list[StoredVideo]] = {}
+    for v in videos:
+        by_fp.setdefault(v.store.fingerprint, []).append(v)
+    if len(by_fp) > 1:
+        parts = [
+            f"{vs[0].store.model_id} ({fp}) in {len(vs)} file{'s' * (len(vs) != 1)}, "
+            f"e.g. {vs[0].store.path}"
+            for fp, vs in by_fp.items()
+        ]
+        raise UsageError(
+            f"these embeddings come from {len(by_fp)} different models, whose embeddings "
+            f"cannot be compared: {'; '.join(parts)}: search or relabel one model's files "
+            "at a time"
+        )
+    return next(iter(by_fp))
+
+
+def bundle_for(videos: Sequence[StoredVideo], model: str | None) -> Bundle:
+    """The bundle that wrote ``videos`` (all of one model): ``model`` when given (refused
+    when its fingerprint is another), else the bundle folder recorded in the files, else
+    the recorded model id resolved through the cache."""
+    fingerprint = one_model(videos)
+    meta = videos[0].store.meta
+    stored = f"{meta.get('model')} (fingerprint {fingerprint})"
+    if model is not None:
+        bundle = load_bundle(resolve_model(model, str(meta.get("bundle_precision") or "fp32")))
+        if bundle.fingerprint != fingerprint:
+            raise UsageError(
+                f"{videos[0].store.path} holds embeddings of {stored}, but --model {model} "
+                f"is {bundle.model_id} (fingerprint {bundle.fingerprint}): give the model "
+                "that wrote them" + (f" (--model {meta['bundle']})" if meta.get("bundle") else "")
+            )
+        return bundle
+    folder = meta.get("bundle")
+    if folder and is_bundle_dir(Path(folder)):
+        try:
+            bundle = load_bundle(folder)
+            if bundle.fingerprint == fingerprint:
+                return bundle
+        except SceneclsError as e:
+            log.info("the recorded bundle %s cannot be used: %s", folder, e)
+    try:
+        bundle = load_bundle(
+            resolve_model(str(meta.get("model")), str(meta.get("bundle_precision") or "fp32"))
+        )
+    except SceneclsError as e:
+        raise UsageError(
+            f"the model that wrote {videos[0].store.path}, {stored}, is not here ({e}): "
+            "give it with --model BUNDLE_OR_FOLDER"
+        ) from e
+    if bundle.fingerprint != fingerprint:
+        raise UsageError(
+            f"{videos[0].store.path} holds embeddings of {stored}; the cached "
+            f"{bundle.model_id} has fingerprint {bundle.fingerprint}: give the model that "
+            "wrote them with --model"
+        )
+    return bundle

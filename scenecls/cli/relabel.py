@@ -1,0 +1,69 @@
+"""``scenecls relabel``: new labels for stored embeddings, without decoding video."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    from ..archive.relabel import DEFAULT_RELABEL_OUTPUTS, RELABEL_KINDS
+    from .options import add_label_options, add_smoothing_options
+
+    p = sub.add_parser(
+        "relabel",
+        parents=[common],
+        help="label stored embeddings again with other labels, without decoding video",
+        description="Write segments, captions and per-frame JSON Lines for the videos "
+        "whose embeddings PATH holds (scenecls run --embeddings files, or scenecls "
+        "annotate folders with the embeddings output), with new labels and smoothing, "
+        "named and laid out as scenecls annotate names them, into DIR.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="embeddings files or annotate folders")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--outputs",
+        default=",".join(DEFAULT_RELABEL_OUTPUTS),
+        help=f"what to write per video, comma separated: {','.join(RELABEL_KINDS)} or all "
+        f"(default {','.join(DEFAULT_RELABEL_OUTPUTS)})",
+    )
+    p.add_argument(
+        "--model",
+        help="the model that wrote the embeddings (default: the one recorded in them)",
+    )
+    add_label_options(p)
+    add_smoothing_options(p)
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from ..archive.relabel import parse_relabel_outputs, relabel
+    from ..archive.stored import bundle_for, collect
+    from ..model.labels import resolve_labels
+    from ..model.scene_model import TextModel
+    from ..video.smoothing import SmoothingConfig
+
+    outputs = parse_relabel_outputs(args.outputs)
+    smoothing = SmoothingConfig.from_args(args)
+    labelset = resolve_labels(args.labels, args.templates)
+    videos, problems = collect(args.paths)
+    if not videos:
+        raise InputError(
+            "no usable embeddings: " + "; ".join(f"{p.path}: {p.message}" for p in problems)
+        )
+    bundle = bundle_for(videos, args.model)
+    summary = relabel(
+        videos,
+        problems,
+        TextModel(bundle),
+        labelset,
+        smoothing,
+        args.out,
+        outputs,
+        stop=args.guard.stop,
+    )
+    if not args.quiet:
+        print("\n".join(summary.lines()), file=sys.stderr)
+    return summary.exit_code

@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import synthetic_shapes  # scripts/ is on the path (conftest)
 
 from scenecls.archive.job import PARTIAL_DIR
 from scenecls.cli import main
+from scenecls.model.embeddings_store import open_embeddings
 
 from .outputs import check_segments, one_line_error, parse_captions, read_jsonl, read_segments
 
@@ -102,8 +104,19 @@ def video_frames(path: Path) -> int:
     return n
 
 
+def check_embeddings(path: Path, entry: dict) -> None:
+    """A complete embeddings file of the video of manifest ``entry``: a row per encoded
+    frame, a record per analysed frame, spans that cover the video."""
+    store = open_embeddings(path)
+    assert store.meta["input"] == entry["input"] and store.end == pytest.approx(entry["duration"])
+    assert store.rows == entry["encoded"] and len(store.frames) == entry["analysed"]
+    assert store.embeddings.dtype == np.float16
+    assert store.spans[0, 0] == 0.0 and store.spans[:, 1].max() == pytest.approx(store.end)
+
+
 def assert_complete(
-    out: Path, kinds: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video")
+    out: Path,
+    kinds: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt", "video", "embeddings"),
 ) -> None:
     """Every good video done once with valid outputs, the broken one failed, and nothing
     half-written anywhere."""
@@ -132,6 +145,8 @@ def assert_complete(
                 assert len(parse_captions(o[kind])) == len(segments)
         if "video" in o:
             assert video_frames(o["video"]) == e["frames"]
+        if "embeddings" in o:
+            check_embeddings(o["embeddings"], e)
     assert not (out / PARTIAL_DIR).exists()
     assert not [p for p in out.rglob("*") if "partial" in p.name]
 
@@ -306,6 +321,8 @@ def test_killed_run_resumes_without_duplicates_or_half_files(
                 assert video_frames(path) == e["frames"]
             elif kind in ("segments", "csv"):
                 check_segments(read_segments(path), first_time=0.0, end_time=e["duration"])
+            elif kind == "embeddings":
+                check_embeddings(path, e)
             else:
                 parse_captions(path)
 
@@ -473,6 +490,10 @@ def test_ray_engine_writes_what_the_local_engine_writes(
                 assert json.loads(mine.read_text()) == json.loads(theirs.read_text())
             elif kind == "video":
                 assert video_frames(mine) == video_frames(theirs) == e["frames"]
+            elif kind == "embeddings":
+                a, b = open_embeddings(mine), open_embeddings(theirs)
+                assert np.array_equal(a.embeddings, b.embeddings)
+                assert np.array_equal(a.frames, b.frames) and np.array_equal(a.spans, b.spans)
             else:
                 assert mine.read_text() == theirs.read_text()
 

@@ -180,7 +180,10 @@ def test_the_options_hash_covers_what_changes_outputs() -> None:
 
 def test_outputs_option() -> None:
     assert parse_outputs("srt, jsonl") == ("jsonl", "srt")
-    assert parse_outputs("all") == ("jsonl", "segments", "csv", "srt", "vtt", "video")
+    assert parse_outputs("all") == (
+        "jsonl", "segments", "csv", "srt", "vtt", "video", "embeddings"
+    )  # fmt: skip
+    assert output_name("clip.mp4", "embeddings") == "clip.mp4.embeddings.npz"
     with pytest.raises(UsageError, match="choose from"):
         parse_outputs("jsonl,mp3")
     assert output_name("clip.mp4", "segments") == "clip.mp4.segments.json"

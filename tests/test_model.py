@@ -69,7 +69,7 @@ def test_label_embeddings_are_ensembled_and_cached(
     def boom(texts):
         raise AssertionError("text encoder called despite cache")
 
-    monkeypatch.setattr(tiny_model, "encode_texts", boom)
+    monkeypatch.setattr(tiny_model.text, "encode_texts", boom)
     assert np.array_equal(tiny_model.embed_labels(ls), first)
     with pytest.raises(AssertionError):  # other templates: another cache entry
         tiny_model.embed_labels(["room", "park"], "{}")

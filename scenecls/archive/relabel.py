@@ -18,8 +18,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,10 +28,10 @@ import numpy as np
 
 from ..errors import SceneclsError, UsageError
 from ..model.embeddings_store import EmbeddingsFile
-from ..model.labels import LabelSet
+from ..model.labels import UNKNOWN, LabelSet
 from ..model.scene_model import TextModel
-from ..model.scoring import score
-from ..types import Frame, Segment
+from ..model.scoring import similarities, softmax
+from ..types import Segment
 from ..video.lookahead import mix_rows
 from ..video.sinks import CaptionSink, JsonlSink, RunInfo, SegmentsSink, Sink
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
@@ -44,7 +45,6 @@ RELABEL_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt")
 DEFAULT_RELABEL_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
 
 _CHUNK = 8192  # frames rebuilt and scored at a time
-_PIXEL = np.zeros((1, 1, 3), np.uint8)  # stands in for the image no output needs
 
 
 def frame_embeddings(store: EmbeddingsFile, start: int, stop: int) -> np.ndarray:
@@ -106,11 +106,13 @@ def replay(
     stop: threading.Event | None = None,
 ) -> ReplayStats:
     """Score every stored frame of ``store`` against ``text`` (``(K, D)`` float32 unit
-    label embeddings of ``labelset``, ``logit_scale`` the model's), smooth, and feed
-    ``sinks`` as a run would. Every started sink is finished, also on errors and
-    interrupts."""
+    label embeddings of ``labelset``, ``logit_scale`` the model's), smooth, and write
+    ``sinks`` (JSON Lines, segments, captions) as a run would, a chunk of frames at a
+    time with the same arithmetic as the pipeline. Every started sink is finished, also
+    on errors and interrupts."""
     t0 = time.perf_counter()
     names = labelset.names
+    shown = [*names, UNKNOWN]  # index -1: unknown
     smoother, tracker = Smoother(smoothing), SegmentTracker()
     meta = store.meta
     size = meta.get("size")
@@ -122,41 +124,62 @@ def replay(
         bool(meta.get("live")),
         model={k: meta.get(k) for k in ("model", "model_fingerprint", "precision")},
     )
-    gaps = iter(sorted(map(tuple, store.gaps.tolist())))
-    gap = next(gaps, None)
+    frames = store.frames
+    times_all = frames["time"]
+    # a live source lost its input: the smoothing starts afresh at the frame it resumed
+    cuts = {
+        int(np.searchsorted(times_all, resumed, side="left")): float(lost)
+        for lost, resumed in store.gaps.tolist()
+    }
+    bounds = sorted({0, len(frames), *range(0, len(frames), _CHUNK), *cuts})
+    jsonl = [s for s in sinks if isinstance(s, JsonlSink)]
     stats = ReplayStats()
     started: list[Sink] = []
     error: BaseException | None = None
-    frames = store.frames
     try:
         for sink in sinks:
             sink.start(info)
             started.append(sink)
-        for begin in range(0, len(frames), _CHUNK):
+        for begin, end in pairwise(bounds):
             if stop is not None and stop.is_set():
                 break
-            chunk = frames[begin : begin + _CHUNK]
-            embs = frame_embeddings(store, begin, begin + len(chunk))
-            all_scores = score(embs, text, names, logit_scale)
-            for record, scores in zip(chunk.tolist(), all_scores, strict=True):
-                index, t, _left, _right, _weight, encoded = record
-                while gap is not None and gap[1] <= t:
-                    tracker.close(gap[0])
-                    smoother.reset()
-                    gap = next(gaps, None)
-                pred = tracker.track(smoother.update(scores, t))
-                pred = replace(pred, encoded=bool(encoded))
-                frame = Frame(_PIXEL, int(index), float(t))
-                for sink in sinks:
-                    sink.on_frame(frame, pred, True, None)
-                stats.frames += 1
-                stats.encoded += int(encoded)
+            if begin in cuts:
+                tracker.close(cuts[begin])
+                smoother.reset()
+            chunk = frames[begin:end]
+            times = chunk["time"]
+            probs = softmax(
+                similarities(frame_embeddings(store, begin, end), text) * np.float32(logit_scale)
+            )
+            labels, confidences = smoother.run(probs, times)
+            label_names = [shown[i] for i in labels.tolist()]
+            conf_values = confidences.tolist()
+            for t, name, c in zip(times.tolist(), label_names, conf_values, strict=True):
+                tracker.update(t, name, c)
+            if jsonl:
+                best = np.argmax(probs, axis=1)
+                sure = probs[np.arange(len(best)), best].astype(np.float64)
+                raw = np.where(sure >= smoothing.min_confidence, best, -1)
+                raw_names = [shown[i] for i in raw.tolist()]
+                rows = probs.tolist()
+                for sink in jsonl:
+                    sink.write_many(
+                        chunk["index"].tolist(),
+                        times.tolist(),
+                        label_names,
+                        conf_values,
+                        raw_names,
+                        chunk["encoded"].tolist(),
+                        rows,
+                    )
+            stats.frames += len(chunk)
+            stats.encoded += int(chunk["encoded"].sum())
     except BaseException as e:
         error = e
         raise
     finally:
         if stats.frames:
-            tracker.close(max(store.end, float(frames["time"][stats.frames - 1])))
+            tracker.close(max(store.end, float(times_all[stats.frames - 1])))
         stats.segments = list(tracker.segments)
         first: BaseException | None = None
         for sink in started:

@@ -71,7 +71,10 @@ class SmoothingConfig:
 
 
 class Smoother:
-    """Stateful: feed frames in time order with :meth:`update`."""
+    """Stateful: feed frames in time order with :meth:`update` (one frame, a
+    :class:`Prediction`) or :meth:`run` (many frames at once, plain arrays: what
+    ``scenecls relabel`` uses). Both take the same steps in float64, so they give the
+    same labels and confidences to the last bit."""
 
     def __init__(self, config: SmoothingConfig | None = None) -> None:
         self.config = config or SmoothingConfig()
@@ -79,10 +82,10 @@ class Smoother:
 
     def reset(self) -> None:
         """Forget all history (for example after a gap in a live stream)."""
-        self._probs: np.ndarray | None = None
+        self._probs: list[float] | np.ndarray | None = None
         self._last_time: float | None = None
-        self._current: str | None = None
-        self._pending: str | None = None
+        self._current: int | None = None  # label index, -1: unknown
+        self._pending: int | None = None
         self._pending_since = 0.0
 
     @property
@@ -97,45 +100,82 @@ class Smoother:
         """Scores of the frame at ``time`` seconds -> its smoothed :class:`Prediction`."""
         cfg = self.config
         raw = classify_scores(scores, cfg.top_k, cfg.min_confidence)
-        p = scores.probabilities.astype(np.float32)
-        if self._probs is None or not self._ema:
-            probs = p.copy()
+        current, confidence, probs = self._step(_values(scores.probabilities), time)
+        label = scores.labels[current] if current >= 0 else UNKNOWN
+        return Prediction(time, label, confidence, raw, np.asarray(probs, np.float32))
+
+    def run(self, probabilities: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Smooth ``(N, K)`` float32 per-frame probabilities at ``(N,)`` times (s): the
+        ``(N,)`` int64 smoothed label indices (-1: unknown) and ``(N,)`` float64
+        confidences, as :meth:`update` would give them frame by frame."""
+        n = len(times)
+        labels = np.empty(n, np.int64)
+        confidences = np.empty(n, np.float64)
+        step = self._step
+        rows = probabilities.tolist() if probabilities.shape[1] <= _LIST_LABELS else None
+        for i, t in enumerate(times.tolist()):
+            x = rows[i] if rows is not None else probabilities[i].astype(np.float64)
+            labels[i], confidences[i], _ = step(x, t)
+        return labels, confidences
+
+    def _step(
+        self, p: list[float] | np.ndarray, time: float
+    ) -> tuple[int, float, list[float] | np.ndarray]:
+        """One frame: its probabilities ``p`` (float64 values) at ``time`` s -> (label
+        index or -1, confidence, smoothed probabilities)."""
+        cfg = self.config
+        prev = self._probs
+        if prev is None or not self._ema:
+            probs = p
         else:
-            dt = max(0.0, time - (self._last_time if self._last_time is not None else time))
-            alpha = 1.0 - 2.0 ** (-dt / cfg.half_life)
-            probs = self._probs + np.float32(alpha) * (p - self._probs)
+            last = self._last_time if self._last_time is not None else time
+            alpha = 1.0 - 2.0 ** (-max(0.0, time - last) / cfg.half_life)
+            if isinstance(p, list):
+                probs = [q + alpha * (x - q) for q, x in zip(prev, p, strict=True)]  # type: ignore[arg-type]
+            else:
+                probs = prev + alpha * (p - prev)  # the same IEEE operations, per element
         self._probs = probs
         self._last_time = time
-        labels = scores.labels
-        best = int(np.argmax(probs))
-        candidate = labels[best] if probs[best] >= cfg.min_confidence else UNKNOWN
+        if isinstance(probs, list):
+            best = max(range(len(probs)), key=probs.__getitem__)  # the first of equals
+        else:
+            best = int(np.argmax(probs))
+        top = float(probs[best])
+        candidate = best if top >= cfg.min_confidence else -1
 
-        def prob(label: str | None) -> float:
-            if label is None or label == UNKNOWN:
-                return 0.0
-            return float(probs[labels.index(label)])
+        def prob(label: int | None) -> float:
+            return 0.0 if label is None or label < 0 else float(probs[label])
 
-        if self._current is None:
-            self._current = candidate  # the first frame decides the first segment
-        elif candidate != self._current:
+        current = self._current
+        if current is None:
+            current = candidate  # the first frame decides the first segment
+        elif candidate != current:
             if not self._hysteresis:
-                self._current = candidate
+                current = candidate
             else:
-                leads = (
-                    candidate == UNKNOWN
-                    or prob(candidate) - prob(self._current) >= cfg.switch_margin
-                )
+                leads = candidate < 0 or prob(candidate) - prob(current) >= cfg.switch_margin
                 if not leads:
                     self._pending = None
                 else:
                     if self._pending != candidate:
                         self._pending, self._pending_since = candidate, time
                     if time - self._pending_since >= cfg.min_dwell - 1e-9:
-                        self._current = candidate
-        if candidate == self._current:
+                        current = candidate
+        self._current = current
+        if candidate == current:
             self._pending = None
-        confidence = prob(self._current) if self._current != UNKNOWN else float(probs[best])
-        return Prediction(time, self._current, confidence, raw, probs)
+        return current, prob(current) if current >= 0 else top, probs
+
+
+_LIST_LABELS = 32  # up to this many labels, Python floats are faster than NumPy per frame
+
+
+def _values(probabilities: np.ndarray) -> list[float] | np.ndarray:
+    """A frame's (K,) probabilities as float64 values in the form :meth:`Smoother._step`
+    works on (a list for few labels, an array for many)."""
+    if len(probabilities) <= _LIST_LABELS:
+        return probabilities.tolist()
+    return probabilities.astype(np.float64)
 
 
 class SegmentTracker:

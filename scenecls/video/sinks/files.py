@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +33,13 @@ class JsonlSink(Sink):
         self.path = check_writable(Path(path), "--jsonl")
         self._file: BinaryIO | None = None
         self._labels: tuple[str, ...] = ()
+        self._keys: list[str] = []  # '"label": ' per label, JSON-encoded once
         self._good = 0  # bytes of whole lines written
         self._disk = DiskWatch(self.path)
 
     def start(self, info: RunInfo) -> None:
         self._labels = info.labels
+        self._keys = []
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish
         self._good = 0
 
@@ -49,25 +52,56 @@ class JsonlSink(Sink):
     ) -> None:
         if not analysed or prediction is None or self._file is None:
             return
-        probs = prediction.raw.scores.probabilities
-        record = {
-            "frame": frame.index,
-            "time": round(frame.timestamp, 6),
-            "label": prediction.label,
-            "confidence": round(prediction.confidence, 6),
-            "raw_label": prediction.raw_label,
-            "encoded": prediction.encoded,
-            "scores": {lb: round(float(p), 6) for lb, p in zip(self._labels, probs, strict=True)},
-        }
+        probs = prediction.raw.scores.probabilities.tolist()
+        keys = self._keys or _keys(self._labels)
+        self._keys = keys
+        line = jsonl_line(
+            frame.index,
+            frame.timestamp,
+            prediction.label,
+            prediction.confidence,
+            prediction.raw_label,
+            prediction.encoded,
+            keys,
+            probs,
+        )
+        self._write(line.encode("utf-8"))
+
+    def write_many(
+        self,
+        indices: Sequence[int],
+        times: Sequence[float],
+        labels: Sequence[str],
+        confidences: Sequence[float],
+        raw_labels: Sequence[str],
+        encoded: Sequence[bool],
+        probabilities: Sequence[Sequence[float]],
+    ) -> None:
+        """Many analysed frames at once (what ``scenecls relabel`` writes): the same
+        lines :meth:`on_frame` would write for them, one write for all."""
+        if self._file is None:
+            return
+        keys = self._keys or _keys(self._labels)
+        self._keys = keys
+        text = "".join(
+            jsonl_line(*row, keys, probs)
+            for row, probs in zip(
+                zip(indices, times, labels, confidences, raw_labels, encoded, strict=True),
+                probabilities,
+                strict=True,
+            )
+        )
+        self._write(text.encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
         self._disk.check()
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self._file.write(line)
-            self._file.flush()
+            self._file.write(data)  # type: ignore[union-attr]
+            self._file.flush()  # type: ignore[union-attr]
         except OSError as e:
             self._abandon()
             raise OutputError(f"writing {self.path} failed: {e.strerror or e}") from e
-        self._good += len(line)
+        self._good += len(data)
 
     def _abandon(self) -> None:
         """After a failed write (disk full): close, and cut the file back to its last
@@ -85,6 +119,40 @@ class JsonlSink(Sink):
             except OSError as e:
                 raise OutputError(f"closing {self.path} failed: {e}") from e
             self._file = None
+
+
+def _json(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _keys(labels: Sequence[str]) -> list[str]:
+    return [f"{_json(label)}: " for label in labels]
+
+
+def _number(value: float, digits: int = 6) -> str:
+    """``value`` rounded to ``digits`` decimals, as ``json.dumps`` writes it."""
+    x = round(value, digits)
+    return repr(x) if math.isfinite(x) else json.dumps(x)
+
+
+def jsonl_line(
+    index: int,
+    time: float,
+    label: str,
+    confidence: float,
+    raw_label: str,
+    encoded: bool,
+    keys: Sequence[str],
+    probabilities: Sequence[float],
+) -> str:
+    """One line of :class:`JsonlSink`'s file, exactly as ``json.dumps`` writes the
+    record (``keys``: each label JSON-encoded and followed by ``": "``)."""
+    scores = ", ".join(k + _number(p) for k, p in zip(keys, probabilities, strict=True))
+    return (
+        f'{{"frame": {int(index)}, "time": {_number(time)}, "label": {_json(label)}, '
+        f'"confidence": {_number(confidence)}, "raw_label": {_json(raw_label)}, '
+        f'"encoded": {"true" if encoded else "false"}, "scores": {{{scores}}}}}\n'
+    )
 
 
 class SegmentsSink(Sink):

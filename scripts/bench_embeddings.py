@@ -1,0 +1,210 @@
+"""Benchmark of the embeddings store on synthetic vectors: search and relabel at scale.
+
+    python scripts/bench_embeddings.py [--rows 1000000] [--queries 5] [--hours 1]
+                                       [--json docs/perf/embeddings.json]
+
+Measures, on this machine:
+
+- search: one query over ``--rows`` stored 512-d float16 embeddings (one file, memory
+  mapped), the time of :func:`scenecls.archive.moments.search` (the query's text
+  encoding is not part of it), median of ``--queries``; the top moments are checked
+  against a brute-force float32 scan, and the first against the global best row;
+- relabel: ``--hours`` of 30 frames-per-second video stored as a gated run stores it
+  (a row per encoded frame, 13.8 % of frames as measured by ``scenecls bench`` on the
+  sample videos, the frames between interpolated), relabelled into segments, captions
+  and per-frame JSON Lines with three labels; and the file's size on disk;
+- float16 storage: the cosine between stored float16 rows and their float32 originals.
+
+The vectors are random unit vectors (rows: independent; the hour: a slow random walk,
+so labels change now and then); speed does not depend on what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scenecls.archive.moments import file_moments, search
+from scenecls.archive.relabel import _sinks, replay
+from scenecls.archive.stored import StoredVideo
+from scenecls.model.embeddings_store import FRAME_DTYPE, open_embeddings, write_embeddings
+from scenecls.model.labels import LabelSet
+from scenecls.video.smoothing import SmoothingConfig
+
+DIM = 512
+ENCODED_SHARE = 0.138  # gated share of frames encoded over ../shared/media (PERFORMANCE.md)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def random_rows(n: int, rng: np.random.Generator, chunk: int = 65536):
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        yield unit(rng.standard_normal((m, DIM), dtype=np.float32)).astype(np.float16)
+
+
+def store_of_rows(path: Path, rows: int, seed: int = 0) -> None:
+    """A file of ``rows`` encoded frames, 1 s apart, each its own frame."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros(rows, FRAME_DTYPE)
+    frames["index"] = np.arange(rows)
+    frames["time"] = np.arange(rows, dtype=np.float64)
+    frames["left"] = frames["right"] = np.arange(rows)
+    frames["encoded"] = True
+    times = frames["time"].copy()
+    spans = np.stack([times, times + 1.0], axis=1)
+    meta = {"format": "scenecls-embeddings", "version": 1, "model": "synthetic",
+            "model_fingerprint": "synthetic", "embed_dim": DIM, "source": path.name,
+            "input": None, "end": float(rows), "dtype": "float16"}  # fmt: skip
+    write_embeddings(
+        path, meta, random_rows(rows, rng), rows, DIM, "float16", times, spans, frames,
+        np.zeros((0, 2)),
+    )  # fmt: skip
+
+
+def brute_force_moments(store, query: np.ndarray, top: int, spread: float, gap: float):
+    scores = np.asarray(store.embeddings, np.float32) @ query  # everything in memory
+    order = np.argsort(-scores, kind="stable")
+    assert scores[order[0]] == scores.max()
+    return [(int(p), a, b) for p, a, b in file_moments(scores, store.times, store.spans,
+            top, spread, gap)], int(order[0])  # fmt: skip
+
+
+def bench_search(folder: Path, rows: int, queries: int, verify: bool) -> dict:
+    path = folder / "rows.embeddings.npz"
+    t0 = time.perf_counter()
+    store_of_rows(path, rows)
+    written = time.perf_counter() - t0
+    store = open_embeddings(path)
+    video = StoredVideo(store, "synthetic", "synthetic", None)
+    rng = np.random.default_rng(1)
+    seconds = []
+    exact = True
+    for q in range(queries):
+        query = unit(rng.standard_normal((1, DIM), dtype=np.float32))[0]
+        t0 = time.perf_counter()
+        result = search([video], query, top=10)
+        seconds.append(time.perf_counter() - t0)
+        if verify and q == 0:
+            expected, best = brute_force_moments(store, query, 10, 0.02, 2.0)
+            got = [(int(np.searchsorted(store.times, m.best)), m.start, m.end)
+                   for m in result.moments]  # fmt: skip
+            exact = [g[0] for g in got] == [e[0] for e in expected] and got[0][0] == best
+    return {
+        "rows": rows,
+        "file_mb": round(path.stat().st_size / 2**20, 1),
+        "write_s": round(written, 2),
+        "query_s_median": round(statistics.median(seconds), 4),
+        "query_s_all": [round(s, 4) for s in seconds],
+        "exact_top_k_vs_brute_force": exact if verify else None,
+    }
+
+
+def hour_store(path: Path, hours: float, seed: int = 2) -> tuple[int, int]:
+    """A gated run's file of ``hours`` of 30 fps video: encoded frames spaced so that
+    13.8 % are encoded, the frames between interpolated as the look-ahead gate does."""
+    rng = np.random.default_rng(seed)
+    n = int(hours * 3600 * 30)
+    step = round(1 / ENCODED_SHARE)  # about every 7th frame
+    encoded_at = np.arange(0, n, step)
+    if encoded_at[-1] != n - 1:
+        encoded_at = np.append(encoded_at, n - 1)
+    rows = len(encoded_at)
+    walk = np.cumsum(rng.standard_normal((rows, DIM), dtype=np.float32) * 0.02, axis=0)
+    base = unit(rng.standard_normal((1, DIM), dtype=np.float32))
+    emb = unit(base + walk).astype(np.float16)
+    frames = np.zeros(n, FRAME_DTYPE)
+    frames["index"] = np.arange(n)
+    frames["time"] = np.arange(n) / 30.0
+    row_of = np.searchsorted(encoded_at, np.arange(n), side="right") - 1
+    frames["left"] = row_of
+    frames["right"] = np.minimum(row_of + 1, rows - 1)
+    own = np.isin(np.arange(n), encoded_at)
+    frames["encoded"] = own
+    frames["right"][own] = frames["left"][own]
+    k = np.arange(n) - encoded_at[row_of]
+    frames["weight"] = np.where(own, 0.0, k / step)
+    times = frames["time"][own]
+    owner = np.where(frames["weight"] < 0.5, frames["left"], frames["right"])
+    spans = np.zeros((rows, 2))
+    spans[:, 0], spans[:, 1] = np.inf, -np.inf
+    ends = np.append(frames["time"][1:], n / 30.0)
+    np.minimum.at(spans[:, 0], owner, frames["time"])
+    np.maximum.at(spans[:, 1], owner, ends)
+    meta = {"format": "scenecls-embeddings", "version": 1, "model": "synthetic",
+            "model_fingerprint": "synthetic", "embed_dim": DIM, "source": "hour.mp4",
+            "input": None, "end": n / 30.0, "dtype": "float16", "fps": 30.0,
+            "size": [1920, 1080], "live": False}  # fmt: skip
+    write_embeddings(path, meta, emb, rows, DIM, "float16", times, spans, frames, np.zeros((0, 2)))
+    return n, rows
+
+
+def bench_relabel(folder: Path, hours: float) -> dict:
+    path = folder / "hour.mp4.embeddings.npz"
+    frames, rows = hour_store(path, hours)
+    store = open_embeddings(path)
+    rng = np.random.default_rng(3)
+    text = unit(rng.standard_normal((3, DIM), dtype=np.float32))
+    labels = LabelSet.from_names(["room", "park", "warehouse"])
+    out = {}
+    for name, outputs in (("segments,srt", ("segments", "srt")),
+                          ("jsonl,segments,srt", ("jsonl", "segments", "srt"))):  # fmt: skip
+        work = Path(tempfile.mkdtemp(dir=folder))
+        sinks = list(_sinks(work, "hour.mp4", outputs).values())
+        t0 = time.perf_counter()
+        stats = replay(store, text, labels, SmoothingConfig(), sinks, 100.0)
+        out[name] = {"seconds": round(time.perf_counter() - t0, 3),
+                     "segments": len(stats.segments or [])}  # fmt: skip
+    return {
+        "hours": hours,
+        "frames": frames,
+        "rows": rows,
+        "file_mb": round(path.stat().st_size / 2**20, 2),
+        "relabel": out,
+    }
+
+
+def float16_agreement(n: int = 200_000) -> dict:
+    rng = np.random.default_rng(4)
+    rows = unit(rng.standard_normal((n, DIM), dtype=np.float32))
+    back = rows.astype(np.float16).astype(np.float32)
+    cos = np.sum(rows * back, axis=1) / np.linalg.norm(back, axis=1)
+    return {"rows": n, "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000, help="stored rows to search")
+    p.add_argument("--queries", type=int, default=5, help="queries to time (median)")
+    p.add_argument("--hours", type=float, default=1.0, help="hours of 30 fps video to relabel")
+    p.add_argument("--no-verify", action="store_true", help="skip the brute-force check")
+    p.add_argument("--dir", type=Path, help="where to write the synthetic files (default: a temp folder)")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        report = {
+            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+            f"{__import__('os').cpu_count()} logical cores",
+            "search": bench_search(folder, args.rows, args.queries, not args.no_verify),
+            "relabel": bench_relabel(folder, args.hours),
+            "float16": float16_agreement(),
+        }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

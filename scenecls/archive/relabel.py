@@ -30,7 +30,7 @@ from ..errors import SceneclsError, UsageError
 from ..model.embeddings_store import EmbeddingsFile
 from ..model.labels import UNKNOWN, LabelSet
 from ..model.scene_model import TextModel
-from ..model.scoring import similarities, softmax
+from ..model.scoring import blended_similarities, softmax
 from ..types import Segment
 from ..video.lookahead import mix_rows
 from ..video.sinks import CaptionSink, JsonlSink, RunInfo, SegmentsSink, Sink
@@ -47,9 +47,24 @@ DEFAULT_RELABEL_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
 _CHUNK = 8192  # frames rebuilt and scored at a time
 
 
+def frame_similarities(
+    store: EmbeddingsFile, start: int, stop: int, text: np.ndarray
+) -> np.ndarray:
+    """``(n, K)`` float32 cosine similarities of analysed frames ``start:stop`` of
+    ``store`` with the ``(K, D)`` unit label rows ``text``, computed from the rows they
+    were made of as the pipeline computes them (see
+    :func:`~scenecls.model.scoring.blended_similarities`)."""
+    frames = store.frames[start:stop]
+    left, right = frames["left"].astype(np.int64), frames["right"].astype(np.int64)
+    lo = int(min(left.min(), right.min())) if len(frames) else 0
+    hi = int(max(left.max(), right.max())) + 1 if len(frames) else 0
+    anchors = np.asarray(store.embeddings[lo:hi], np.float32)
+    return blended_similarities(anchors, text, left - lo, right - lo, frames["weight"])
+
+
 def frame_embeddings(store: EmbeddingsFile, start: int, stop: int) -> np.ndarray:
     """``(n, D)`` float32 unit embeddings of analysed frames ``start:stop`` of ``store``,
-    rebuilt as the change gate made them (see the module docstring)."""
+    rebuilt as the change gate made them (a copy of a row, or a blend of two)."""
     frames = store.frames[start:stop]
     left, right = frames["left"], frames["right"]
     rows = np.asarray(store.embeddings[left], np.float32)
@@ -148,9 +163,7 @@ def replay(
                 smoother.reset()
             chunk = frames[begin:end]
             times = chunk["time"]
-            probs = softmax(
-                similarities(frame_embeddings(store, begin, end), text) * np.float32(logit_scale)
-            )
+            probs = softmax(frame_similarities(store, begin, end, text) * np.float32(logit_scale))
             labels, confidences = smoother.run(probs, times)
             label_names = [shown[i] for i in labels.tolist()]
             conf_values = confidences.tolist()

@@ -23,6 +23,47 @@ def similarities(image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
     return wide.astype(np.float32)
 
 
+def blended_similarities(
+    anchors: np.ndarray,
+    text_embs: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """Cosine similarities ``(N, K)`` float32 with the ``(K, D)`` unit text rows of N
+    frames whose embeddings are made from ``(A, D)`` ``anchors`` (encoded frames):
+    frame ``i``'s is ``anchors[left[i]]`` when ``left[i] == right[i]``, else the unit
+    blend ``normalise((1 - w) * anchors[left[i]] + w * anchors[right[i]])`` with
+    ``w = weight[i]`` (the change gate's reuse and interpolation).
+
+    Only the anchors are multiplied with the texts (an hour of video has a few thousand
+    anchors for a hundred thousand frames); a blend's similarities follow from its two
+    anchors' and their dot product, in float64, rounded once. The pipeline and
+    ``scenecls relabel`` both score through here, so they agree to the last bit."""
+    a64 = np.asarray(anchors, np.float64)
+    sims = a64 @ np.asarray(text_embs, np.float64).T
+    out = sims[left]
+    blend = np.flatnonzero(left != right)
+    if len(blend):
+        lo, hi = left[blend], right[blend]
+        pairs, where = np.unique(np.stack([lo, hi], axis=1), axis=0, return_inverse=True)
+        first, second = a64[pairs[:, 0]], a64[pairs[:, 1]]
+        dots = np.stack(
+            [
+                (first * second).sum(axis=1),
+                (first * first).sum(axis=1),
+                (second * second).sum(axis=1),
+            ],
+            axis=1,
+        )[where.reshape(-1)]
+        w = np.asarray(weight, np.float64)[blend]
+        v = 1.0 - w
+        norms = np.sqrt(v * v * dots[:, 1] + w * w * dots[:, 2] + 2.0 * v * w * dots[:, 0])
+        mixed = v[:, None] * sims[lo] + w[:, None] * sims[hi]
+        out[blend] = mixed / np.maximum(norms, 1e-12)[:, None]
+    return out.astype(np.float32)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (N, K) logits, float32, numerically stable."""
     z = logits - logits.max(axis=-1, keepdims=True)

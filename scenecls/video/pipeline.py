@@ -22,8 +22,8 @@ import numpy as np
 
 from ..model.labels import LabelSet, resolve_labels
 from ..model.scene_model import LabelsLike, SceneModel, model_meta
-from ..model.scoring import score
-from ..types import Frame, Prediction, Segment
+from ..model.scoring import blended_similarities, softmax
+from ..types import Frame, Prediction, Scores, Segment
 from .gate import ChangeGate, GateConfig
 from .lookahead import LookaheadGate, Provenance
 from .sinks import EmbeddingBatch, RunInfo, Sink
@@ -219,6 +219,7 @@ class Pipeline:
             ChangeGate(self.config.gate) if source.live else LookaheadGate(self.config.gate)
         )
         self._pending: Frame | None = None  # files: read, but the start of the next window
+        self._carry: np.ndarray | None = None  # (D,) the last encoded frame's embedding
         self.tracker = SegmentTracker()
         self._draw = any(s.needs_overlay for s in self.sinks)
         if overlay is None and self._draw:
@@ -251,6 +252,7 @@ class Pipeline:
         gate = self.config.gate
         window_seconds = 2 * gate.max_reuse if gate.enabled and not self.source.live else 0.0
         self._pending = None
+        self._carry = None
         info = RunInfo(
             self.source.name,
             tuple(names),
@@ -287,7 +289,7 @@ class Pipeline:
                         sink.on_embeddings(batch)
                     if self.on_embeddings is not None:
                         self.on_embeddings(todo, embs, encoded)
-                all_scores = iter(score(embs, text, names, self.model.logit_scale))
+                all_scores = iter(self._score(embs, encoded, provenance, text, names))
                 flags = iter(encoded)
                 for frame, sel in zip(chunk, selected, strict=True):
                     t3 = time.perf_counter()
@@ -348,6 +350,33 @@ class Pipeline:
             if finish_error is not None and error is None:
                 raise finish_error
         return stats
+
+    def _score(
+        self,
+        embs: np.ndarray,
+        encoded: np.ndarray,
+        provenance: Provenance,
+        text: np.ndarray,
+        names: Sequence[str],
+    ) -> list[Scores]:
+        """The :class:`Scores` of a batch's frames, from the encoded frames' embeddings
+        (and the last one encoded before the batch) and ``provenance``: the same
+        arithmetic as ``scenecls relabel`` on stored embeddings."""
+        if not len(embs):
+            return []
+        mine = np.flatnonzero(encoded)
+        carry = self._carry if self._carry is not None else np.zeros(embs.shape[1], np.float32)
+        anchors = np.concatenate([carry[None], embs[mine]])
+        index = np.zeros(len(embs) + 1, np.int64)  # position -1 (the last entry): the carry
+        index[mine] = 1 + np.arange(len(mine))
+        sims = blended_similarities(
+            anchors, text, index[provenance.left], index[provenance.right], provenance.weight
+        )
+        if len(mine):
+            self._carry = embs[mine[-1]]
+        probs = softmax(sims * np.float32(self.model.logit_scale))
+        labels = tuple(names)
+        return [Scores(labels, sims[i], probs[i]) for i in range(len(embs))]
 
     def _window(self) -> int:
         """Most frames per chunk: for files with the gate on, ``queue_size`` (the chunk

@@ -6,11 +6,13 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from ...errors import OutputError, UsageError
 from ...types import Frame, Prediction, Segment
@@ -52,15 +54,17 @@ class JsonlSink(Sink):
     ) -> None:
         if not analysed or prediction is None or self._file is None:
             return
-        probs = prediction.raw.scores.probabilities.tolist()
         keys = self._keys or _keys(self._labels)
         self._keys = keys
+        time, confidence, *probs = numbers(
+            [frame.timestamp, prediction.confidence, *prediction.raw.scores.probabilities.tolist()]
+        )
         line = jsonl_line(
             frame.index,
-            frame.timestamp,
-            prediction.label,
-            prediction.confidence,
-            prediction.raw_label,
+            time,
+            _json(prediction.label),
+            confidence,
+            _json(prediction.raw_label),
             prediction.encoded,
             keys,
             probs,
@@ -83,14 +87,23 @@ class JsonlSink(Sink):
             return
         keys = self._keys or _keys(self._labels)
         self._keys = keys
+        encoded_names = {name: _json(name) for name in {*labels, *raw_labels}}
+        k = len(keys)
+        probs = numbers([p for row in probabilities for p in row])
         text = "".join(
-            jsonl_line(*row, keys, probs)
-            for row, probs in zip(
-                zip(indices, times, labels, confidences, raw_labels, encoded, strict=True),
-                probabilities,
-                strict=True,
-            )
-        )
+            [
+                jsonl_line(
+                    i, t, encoded_names[lb], c, encoded_names[raw], e, keys,
+                    probs[n * k : n * k + k],
+                )
+                for n, (i, t, lb, c, raw, e) in enumerate(
+                    zip(
+                        indices, numbers(times), labels, numbers(confidences), raw_labels,
+                        encoded, strict=True,
+                    )
+                )
+            ]
+        )  # fmt: skip
         self._write(text.encode("utf-8"))
 
     def _write(self, data: bytes) -> None:
@@ -129,28 +142,47 @@ def _keys(labels: Sequence[str]) -> list[str]:
     return [f"{_json(label)}: " for label in labels]
 
 
-def _number(value: float, digits: int = 6) -> str:
-    """``value`` rounded to ``digits`` decimals, as ``json.dumps`` writes it."""
-    x = round(value, digits)
-    return repr(x) if math.isfinite(x) else json.dumps(x)
+def numbers(values: Sequence[float]) -> list[str]:
+    """Each value rounded to 6 decimals and written as ``json.dumps`` writes it
+    (``repr`` of ``round(value, 6)``), for many values at once: ``%.6f`` rounds the same
+    way as ``round``, and without its trailing zeros it is the shortest form ``repr``
+    gives, except under 1e-4 (``1e-05``) and for NaN and infinities, done one by one."""
+    count = len(values)
+    if not count:
+        return []
+    text = ("%.6f\n" * count) % tuple(values)
+    text = _DOT_END.sub(".0", _ZEROS_END.sub("", text))
+    out = text.split("\n", count - 1)
+    out[-1] = out[-1].rstrip("\n")
+    array = np.asarray(values, np.float64)
+    odd = np.flatnonzero(~np.isfinite(array) | ((array != 0) & (np.abs(array) < 1e-4)))
+    for i in odd.tolist():
+        out[i] = json.dumps(round(float(array[i]), 6))
+    return out
+
+
+_ZEROS_END = re.compile(r"0+$", re.M)
+_DOT_END = re.compile(r"\.$", re.M)
 
 
 def jsonl_line(
     index: int,
-    time: float,
-    label: str,
-    confidence: float,
-    raw_label: str,
+    time: str,
+    label_json: str,
+    confidence: str,
+    raw_label_json: str,
     encoded: bool,
     keys: Sequence[str],
-    probabilities: Sequence[float],
+    probabilities: Sequence[str],
 ) -> str:
     """One line of :class:`JsonlSink`'s file, exactly as ``json.dumps`` writes the
-    record (``keys``: each label JSON-encoded and followed by ``": "``)."""
-    scores = ", ".join(k + _number(p) for k, p in zip(keys, probabilities, strict=True))
+    record. ``time``, ``confidence``, ``probabilities``: formatted by :func:`numbers`;
+    ``label_json``, ``raw_label_json``: the labels JSON-encoded; ``keys``: each label of
+    the set JSON-encoded and followed by ``": "``."""
+    scores = ", ".join([k + p for k, p in zip(keys, probabilities, strict=True)])
     return (
-        f'{{"frame": {int(index)}, "time": {_number(time)}, "label": {_json(label)}, '
-        f'"confidence": {_number(confidence)}, "raw_label": {_json(raw_label)}, '
+        f'{{"frame": {int(index)}, "time": {time}, "label": {label_json}, '
+        f'"confidence": {confidence}, "raw_label": {raw_label_json}, '
         f'"encoded": {"true" if encoded else "false"}, "scores": {{{scores}}}}}\n'
     )
 

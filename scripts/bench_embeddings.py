@@ -86,7 +86,7 @@ def bench_search(folder: Path, rows: int, queries: int, verify: bool) -> dict:
     store_of_rows(path, rows)
     written = time.perf_counter() - t0
     store = open_embeddings(path)
-    video = StoredVideo(store, "synthetic", "synthetic", None)
+    video = StoredVideo(path, store.meta, "synthetic", "synthetic", None)
     rng = np.random.default_rng(1)
     seconds = []
     exact = True
@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=5, help="queries to time (median)")
     p.add_argument("--hours", type=float, default=1.0, help="hours of 30 fps video to relabel")
     p.add_argument("--no-verify", action="store_true", help="skip the brute-force check")
-    p.add_argument("--dir", type=Path, help="where to write the synthetic files (default: a temp folder)")
+    p.add_argument(
+        "--dir", type=Path, help="where to write the synthetic files (default: a temp folder)"
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

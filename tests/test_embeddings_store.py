@@ -193,9 +193,9 @@ def test_search_over_files_is_exact_and_bounded(tmp_path: Path) -> None:
     result = search(videos, query, top=12, min_gap=0.0, spread=0.0)
     # brute force: every row of every file in memory, float32, one moment per row
     everything = [
-        (float(s), v.name, float(v.store.times[i]))
+        (float(s), v.name, float(v.open().times[i]))
         for v in videos
-        for i, s in enumerate(np.asarray(v.store.embeddings, np.float32) @ query)
+        for i, s in enumerate(np.asarray(v.open().embeddings, np.float32) @ query)
     ]
     everything.sort(key=lambda x: (-x[0], x[1], x[2]))
     assert [(m.score, m.video, m.best) for m in result.moments] == everything[:12]
@@ -228,7 +228,7 @@ def test_a_damaged_file_is_left_out_and_the_others_searched(tmp_path: Path) -> N
     bad = make_store(tmp_path / "bad.npz", unit(rng.standard_normal((20, D))))
     bad.write_bytes(bad.read_bytes()[:-100])
     videos, problems = collect([good, bad])
-    assert [v.store.path for v in videos] == [good]
+    assert [v.path for v in videos] == [good]
     assert problems[0].path == str(bad) and "truncated" in problems[0].message
     result = search(videos, unit(rng.standard_normal(D)), problems=problems)
     assert result.searched == 1 and result.problems == problems

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from ..errors import UsageError
+from ..model.embeddings_store import StoreError
 from ..model.vector_scan import scan, top_k
 from .stored import Problem, StoredVideo
 
@@ -139,7 +140,11 @@ def search(
     left_out = list(problems)
     rows = searched = 0
     for v in videos:
-        store = v.store
+        try:
+            store = v.open(frames=False)
+        except StoreError as e:
+            left_out.append(Problem(str(v.path), str(e)))
+            continue
         if store.embeddings.shape[1] != len(query):
             left_out.append(
                 Problem(str(store.path), f"rows of {store.embeddings.shape[1]} values, "
@@ -183,7 +188,7 @@ def video_is_there(moment: Moment, stored: StoredVideo | None) -> bool:
     """Whether the video of ``moment`` is still where it was, unchanged in size."""
     if not moment.input or not os.path.isfile(moment.input):
         return False
-    size = stored.store.meta.get("input_size") if stored is not None else None
+    size = stored.meta.get("input_size") if stored is not None else None
     return size is None or os.path.getsize(moment.input) == size
 
 
@@ -226,7 +231,7 @@ def html_page(
     """A self-contained HTML page of the moments: a thumbnail of each (from the video at
     its best frame, a placeholder when the video is gone) and a link that opens the
     video at the moment's start."""
-    by_file = {str(v.store.path): v for v in videos}
+    by_file = {str(v.path): v for v in videos}
     cards = []
     for rank, m in enumerate(result.moments, 1):
         if stop is not None and stop.is_set():

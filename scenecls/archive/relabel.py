@@ -278,7 +278,7 @@ def relabel(
                     outputs, stop,
                 )  # fmt: skip
             except SceneclsError as e:
-                summary.problems.append(Problem(str(v.store.path), str(e)))
+                summary.problems.append(Problem(str(v.path), str(e)))
                 continue
             if entry is None:
                 summary.interrupted = True
@@ -295,7 +295,7 @@ def relabel(
 
 def _archive_root(v: StoredVideo) -> Path:
     """The folder ``v``'s outputs belong to: the annotate folder holding its file."""
-    path = v.store.path.resolve()
+    path = v.path.resolve()
     depth = len(PurePosixPath(v.rel).parts)
     return path.parents[depth - 1] if len(path.parents) >= depth else path.parent
 
@@ -316,7 +316,8 @@ def _relabel_one(
     try:
         name = PurePosixPath(v.rel).name
         sinks = _sinks(work, name, outputs)
-        stats = replay(v.store, text, labelset, smoothing, list(sinks.values()), logit_scale, stop)
+        store = v.open()
+        stats = replay(store, text, labelset, smoothing, list(sinks.values()), logit_scale, stop)
         if stop is not None and stop.is_set():
             return None
         final = out_dir / PurePosixPath(v.rel).parent
@@ -328,7 +329,7 @@ def _relabel_one(
             placed[kind] = (PurePosixPath(v.rel).parent / fname).as_posix()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    meta = v.store.meta
+    meta = v.meta
     return {
         "input": v.video or str(meta.get("source")),
         "file": v.rel,
@@ -340,11 +341,11 @@ def _relabel_one(
         "device": meta.get("device"),
         "labels": labelset.names,
         "outputs": placed,
-        "embeddings": str(v.store.path),
+        "embeddings": str(v.path),
         "analysed": stats.frames,
         "encoded": stats.encoded,
         "segments": len(stats.segments or []),
-        "duration": round(v.store.end, 3),
+        "duration": round(float(meta.get("end") or 0.0), 3),
         "seconds": round(stats.seconds, 3),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

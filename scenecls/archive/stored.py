@@ -8,10 +8,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import SceneclsError, UsageError
 from ..model.bundle import Bundle, is_bundle_dir, load_bundle
-from ..model.embeddings_store import SUFFIX, EmbeddingsFile, StoreError, open_embeddings
+from ..model.embeddings_store import (
+    SUFFIX,
+    EmbeddingsFile,
+    StoreError,
+    open_embeddings,
+    read_meta,
+)
 from ..model.resolve import resolve_model
 from .manifest import MANIFEST_NAME, read_manifest
 
@@ -20,15 +27,30 @@ log = logging.getLogger("scenecls")
 
 @dataclass
 class StoredVideo:
-    """The embeddings of one video: ``store`` (open, rows memory-mapped), ``name`` (how
-    it is shown: its path in the archive, or the video's file name), ``rel`` (where
+    """The stored embeddings of one video, found but not opened (an archive may hold more
+    files than a process may keep open): ``path`` of the file, its ``meta``, ``name``
+    (how it is shown: its path in the archive, or the video's file name), ``rel`` (where
     outputs made from it go under an output folder, POSIX), ``video`` (the video's
-    absolute path when it was a file)."""
+    absolute path when it was a file). :meth:`open` maps the file for reading."""
 
-    store: EmbeddingsFile
+    path: Path
+    meta: dict[str, Any]
     name: str
     rel: str
     video: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.meta.get("model_fingerprint"))
+
+    @property
+    def model_id(self) -> str:
+        return str(self.meta.get("model"))
+
+    def open(self, *, frames: bool = True) -> EmbeddingsFile:
+        """The file, checked, its rows memory-mapped (``frames=False``: without the
+        per-frame records, which search does not need). Raises :class:`StoreError`."""
+        return open_embeddings(self.path, frames=frames)
 
 
 @dataclass(frozen=True)
@@ -40,13 +62,13 @@ class Problem:
 
 
 def _from_file(path: Path) -> StoredVideo:
-    store = open_embeddings(path)
-    video = store.meta.get("input")
+    meta = read_meta(path)
+    video = meta.get("input")
     if video:
         rel = Path(str(video)).name
     else:
         rel = path.name.removesuffix(SUFFIX).removesuffix(".embeddings")
-    return StoredVideo(store, rel, rel, str(video) if video else None)
+    return StoredVideo(path, meta, rel, rel, str(video) if video else None)
 
 
 def collect(paths: Sequence[str | Path]) -> tuple[list[StoredVideo], list[Problem]]:
@@ -77,12 +99,12 @@ def collect(paths: Sequence[str | Path]) -> tuple[list[StoredVideo], list[Proble
             for entry in entries:
                 file = path / entry["outputs"]["embeddings"]
                 try:
-                    store = open_embeddings(file)
+                    meta = read_meta(file)
                 except StoreError as e:
                     problems.append(Problem(str(file), str(e)))
                     continue
                 rel = str(entry.get("file") or Path(str(entry["input"])).name)
-                found.append(StoredVideo(store, rel, rel, str(entry["input"])))
+                found.append(StoredVideo(file, meta, rel, rel, str(entry["input"])))
         elif path.is_file() or path.suffix.lower() == SUFFIX:
             try:
                 found.append(_from_file(path))
@@ -101,11 +123,10 @@ def one_model(videos: Sequence[StoredVideo]) -> str:
     they come from several (their embeddings are not comparable)."""
     by_fp: dict[str, list[StoredVideo]] = {}
     for v in videos:
-        by_fp.setdefault(v.store.fingerprint, []).append(v)
+        by_fp.setdefault(v.fingerprint, []).append(v)
     if len(by_fp) > 1:
         parts = [
-            f"{vs[0].store.model_id} ({fp}) in {len(vs)} file{'s' * (len(vs) != 1)}, "
-            f"e.g. {vs[0].store.path}"
+            f"{vs[0].model_id} ({fp}) in {len(vs)} file{'s' * (len(vs) != 1)}, e.g. {vs[0].path}"
             for fp, vs in by_fp.items()
         ]
         raise UsageError(
@@ -121,13 +142,13 @@ def bundle_for(videos: Sequence[StoredVideo], model: str | None) -> Bundle:
     when its fingerprint is another), else the bundle folder recorded in the files, else
     the recorded model id resolved through the cache."""
     fingerprint = one_model(videos)
-    meta = videos[0].store.meta
+    meta = videos[0].meta
     stored = f"{meta.get('model')} (fingerprint {fingerprint})"
     if model is not None:
         bundle = load_bundle(resolve_model(model, str(meta.get("bundle_precision") or "fp32")))
         if bundle.fingerprint != fingerprint:
             raise UsageError(
-                f"{videos[0].store.path} holds embeddings of {stored}, but --model {model} "
+                f"{videos[0].path} holds embeddings of {stored}, but --model {model} "
                 f"is {bundle.model_id} (fingerprint {bundle.fingerprint}): give the model "
                 "that wrote them" + (f" (--model {meta['bundle']})" if meta.get("bundle") else "")
             )
@@ -146,12 +167,12 @@ def bundle_for(videos: Sequence[StoredVideo], model: str | None) -> Bundle:
         )
     except SceneclsError as e:
         raise UsageError(
-            f"the model that wrote {videos[0].store.path}, {stored}, is not here ({e}): "
+            f"the model that wrote {videos[0].path}, {stored}, is not here ({e}): "
             "give it with --model BUNDLE_OR_FOLDER"
         ) from e
     if bundle.fingerprint != fingerprint:
         raise UsageError(
-            f"{videos[0].store.path} holds embeddings of {stored}; the cached "
+            f"{videos[0].path} holds embeddings of {stored}; the cached "
             f"{bundle.model_id} has fingerprint {bundle.fingerprint}: give the model that "
             "wrote them with --model"
         )

@@ -247,15 +247,18 @@ def _damaged(path: Path, why: str) -> StoreError:
     )
 
 
-def read_meta(path: Path) -> dict[str, Any]:
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the ``meta`` object of the embeddings file at ``path``."""
     return open_embeddings(path, arrays=False).meta
 
 
-def open_embeddings(path: str | os.PathLike[str], *, arrays: bool = True) -> EmbeddingsFile:
+def open_embeddings(
+    path: str | os.PathLike[str], *, arrays: bool = True, frames: bool = True
+) -> EmbeddingsFile:
     """Open and check the embeddings file at ``path``. ``arrays=False`` reads the meta
-    only (the arrays are empty). Raises :class:`StoreError` naming the file when it is
-    missing, not an embeddings file, or damaged."""
+    only (the arrays are empty); ``frames=False`` leaves out the per-frame records (a
+    search needs only the rows, their times and spans). Raises :class:`StoreError`
+    naming the file when it is missing, not an embeddings file, or damaged."""
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path}: no such embeddings file")
@@ -286,8 +289,10 @@ def open_embeddings(path: str | os.PathLike[str], *, arrays: bool = True) -> Emb
                     path, meta, np.zeros((0, 0), np.float16), np.zeros(0), empty2,
                     np.zeros(0, FRAME_DTYPE), empty2,
                 )  # fmt: skip
-            small = {}
-            for name in ("times", "spans", "frames", "gaps"):
+            small = {"frames": np.zeros(0, FRAME_DTYPE)}
+            for name in (
+                ("times", "spans", "frames", "gaps") if frames else ("times", "spans", "gaps")
+            ):
                 with zf.open(name + ".npy") as f:
                     small[name] = np.lib.format.read_array(f, allow_pickle=False)
             embeddings = _map_member(path, zf, infos["embeddings.npy"], size)

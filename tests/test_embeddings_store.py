@@ -132,12 +132,16 @@ def test_row_spans_cover_the_frames_each_row_stands_for() -> None:
 
 def test_scan_of_float16_rows_is_exact() -> None:
     rng = np.random.default_rng(2)
-    rows = unit(rng.standard_normal((3000, 512))).astype(np.float16)
+    rows = unit(rng.standard_normal((450_001, 64))).astype(np.float16)
     rows[5, :10] = np.float16(3e-6)  # subnormal halves are widened correctly too
-    query = unit(rng.standard_normal(512))
-    expected = rows.astype(np.float32) @ query
-    assert np.array_equal(scan(rows, query), expected)
-    assert np.array_equal(scan(rows.astype(np.float32), query), expected)
+    query = unit(rng.standard_normal(64))
+    exact = rows.astype(np.float64) @ query.astype(np.float64)
+    one = scan(rows, query)
+    assert np.abs(one - exact).max() < 1e-6
+    assert np.abs(scan(rows.astype(np.float32), query) - exact).max() < 1e-6
+    # threads split on block boundaries: the same bits as one thread
+    assert np.array_equal(scan(rows, query, threads=2), one)
+    assert np.array_equal(scan(rows, query, threads=3), one)
 
 
 def test_top_k_is_a_full_sort_cut_short() -> None:
@@ -191,14 +195,15 @@ def test_search_over_files_is_exact_and_bounded(tmp_path: Path) -> None:
     assert not problems and one_model(videos) == "fp-a"
     query = unit(rng.standard_normal(D))
     result = search(videos, query, top=12, min_gap=0.0, spread=0.0)
-    # brute force: every row of every file in memory, float32, one moment per row
+    # brute force: every row of every file in memory, in float64, one moment per row
     everything = [
         (float(s), v.name, float(v.open().times[i]))
         for v in videos
-        for i, s in enumerate(np.asarray(v.open().embeddings, np.float32) @ query)
+        for i, s in enumerate(np.asarray(v.open().embeddings, np.float64) @ query)
     ]
     everything.sort(key=lambda x: (-x[0], x[1], x[2]))
-    assert [(m.score, m.video, m.best) for m in result.moments] == everything[:12]
+    assert [(m.video, m.best) for m in result.moments] == [e[1:] for e in everything[:12]]
+    assert [m.score for m in result.moments] == pytest.approx([e[0] for e in everything[:12]])
     assert result.rows == 2800 and result.searched == 4
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from ..atomic import write_bytes_atomic
 from ..errors import UsageError
 from ..model.embeddings_store import StoreError
+from ..model.runtimes.base import cpu_threads
 from ..model.vector_scan import scan, top_k
 from .stored import Problem, StoredVideo
 
@@ -127,15 +128,18 @@ def search(
     spread: float = 0.02,
     min_gap: float = 2.0,
     problems: Sequence[Problem] = (),
+    threads: int | None = None,
 ) -> SearchResult:
     """The ``top`` best moments for ``query`` (``(D,)`` float32 unit embedding of a text
-    or an image) over ``videos``. A file whose rows do not match the query's size, or
+    or an image) over ``videos``, each file scanned on ``threads`` threads (default: the
+    cores scenecls may use). A file whose rows do not match the query's size, or
     that turns out unreadable, is left out and listed in ``problems``."""
     if top < 1:
         raise UsageError(f"--top must be at least 1, not {top}")
     if spread < 0 or min_gap < 0:
         raise UsageError("--spread and --min-gap must be 0 or more")
     query = np.asarray(query, np.float32).reshape(-1)
+    threads = threads or cpu_threads()
     found: list[Moment] = []
     left_out = list(problems)
     rows = searched = 0
@@ -152,7 +156,7 @@ def search(
             )  # fmt: skip
             continue
         try:
-            scores = scan(store.embeddings, query)
+            scores = scan(store.embeddings, query, threads=threads)
         except (OSError, ValueError) as e:  # the file changed or vanished under us
             left_out.append(Problem(str(store.path), f"cannot be read: {e}"))
             continue

@@ -166,3 +166,25 @@ def test_segment_confidence_is_mean_of_its_frames() -> None:
 def test_bad_parameters(cfg) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UsageError):
         SmoothingConfig(**cfg)
+
+
+@pytest.mark.parametrize("k", [3, 40])
+@pytest.mark.parametrize("mode", ["ema+hysteresis", "ema", "hysteresis", "none"])
+def test_run_on_arrays_equals_update_frame_by_frame(k: int, mode: str) -> None:
+    """relabel smooths whole arrays; a run smooths frame by frame: the same bits."""
+    rng = np.random.default_rng(k)
+    logits = np.cumsum(rng.normal(0, 0.8, (400, k)), axis=0)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    times = np.cumsum(rng.uniform(0.01, 0.1, 400))
+    cfg = SmoothingConfig(mode=mode, min_confidence=0.3, min_dwell=0.2)
+    names = tuple(f"l{i}" for i in range(k))
+    one = Smoother(cfg)
+    preds = [
+        one.update(Scores(names, np.zeros(k, np.float32), p), t)
+        for p, t in zip(probs, times, strict=True)
+    ]
+    labels, confidences = Smoother(cfg).run(probs, times)
+    assert [p.label for p in preds] == [names[i] if i >= 0 else "unknown" for i in labels]
+    assert [p.confidence for p in preds] == confidences.tolist()
+    assert len(set(labels.tolist())) > 2  # the sequence does switch

@@ -100,82 +100,66 @@ class Smoother:
         """Scores of the frame at ``time`` seconds -> its smoothed :class:`Prediction`."""
         cfg = self.config
         raw = classify_scores(scores, cfg.top_k, cfg.min_confidence)
-        current, confidence, probs = self._step(_values(scores.probabilities), time)
+        labels, confidences = self.run(scores.probabilities[None], np.array([time]))
+        current = int(labels[0])
         label = scores.labels[current] if current >= 0 else UNKNOWN
-        return Prediction(time, label, confidence, raw, np.asarray(probs, np.float32))
+        probs = np.asarray(self._probs, np.float32)
+        return Prediction(time, label, float(confidences[0]), raw, probs)
 
     def run(self, probabilities: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Smooth ``(N, K)`` float32 per-frame probabilities at ``(N,)`` times (s): the
         ``(N,)`` int64 smoothed label indices (-1: unknown) and ``(N,)`` float64
-        confidences, as :meth:`update` would give them frame by frame."""
-        n = len(times)
-        labels = np.empty(n, np.int64)
-        confidences = np.empty(n, np.float64)
-        step = self._step
-        rows = probabilities.tolist() if probabilities.shape[1] <= _LIST_LABELS else None
-        for i, t in enumerate(times.tolist()):
-            x = rows[i] if rows is not None else probabilities[i].astype(np.float64)
-            labels[i], confidences[i], _ = step(x, t)
-        return labels, confidences
-
-    def _step(
-        self, p: list[float] | np.ndarray, time: float
-    ) -> tuple[int, float, list[float] | np.ndarray]:
-        """One frame: its probabilities ``p`` (float64 values) at ``time`` s -> (label
-        index or -1, confidence, smoothed probabilities)."""
+        confidences. :meth:`update` is this for one frame, so both give the same bits."""
         cfg = self.config
-        prev = self._probs
-        if prev is None or not self._ema:
-            probs = p
-        else:
-            last = self._last_time if self._last_time is not None else time
-            alpha = 1.0 - 2.0 ** (-max(0.0, time - last) / cfg.half_life)
-            if isinstance(p, list):
-                probs = [q + alpha * (x - q) for q, x in zip(prev, p, strict=True)]  # type: ignore[arg-type]
+        ema, hysteresis = self._ema, self._hysteresis
+        half_life, floor = cfg.half_life, cfg.min_confidence
+        margin, dwell = cfg.switch_margin, cfg.min_dwell - 1e-9
+        k = probabilities.shape[1]
+        as_lists = k <= _LIST_LABELS  # few labels: Python floats beat NumPy per frame
+        rows = probabilities.tolist() if as_lists else probabilities.astype(np.float64)
+        indices = range(k)
+        prev, last = self._probs, self._last_time
+        current, pending, since = self._current, self._pending, self._pending_since
+        out_labels: list[int] = []
+        out_conf: list[float] = []
+        for t, x in zip(times.tolist(), rows, strict=True):
+            if prev is None or not ema:
+                probs = x
             else:
-                probs = prev + alpha * (p - prev)  # the same IEEE operations, per element
-        self._probs = probs
-        self._last_time = time
-        if isinstance(probs, list):
-            best = max(range(len(probs)), key=probs.__getitem__)  # the first of equals
-        else:
-            best = int(np.argmax(probs))
-        top = float(probs[best])
-        candidate = best if top >= cfg.min_confidence else -1
-
-        def prob(label: int | None) -> float:
-            return 0.0 if label is None or label < 0 else float(probs[label])
-
-        current = self._current
-        if current is None:
-            current = candidate  # the first frame decides the first segment
-        elif candidate != current:
-            if not self._hysteresis:
-                current = candidate
-            else:
-                leads = candidate < 0 or prob(candidate) - prob(current) >= cfg.switch_margin
-                if not leads:
-                    self._pending = None
+                a = 1.0 - 2.0 ** (-max(0.0, t - last) / half_life)  # type: ignore[operator]
+                if as_lists:
+                    probs = [q + a * (v - q) for q, v in zip(prev, x, strict=True)]
+                else:  # the same IEEE operations, element by element
+                    probs = prev + a * (x - prev)
+            prev, last = probs, t
+            best = max(indices, key=probs.__getitem__) if as_lists else int(np.argmax(probs))
+            top = float(probs[best])
+            candidate = best if top >= floor else -1
+            if current is None:
+                current = candidate  # the first frame decides the first segment
+            elif candidate != current:
+                if not hysteresis:
+                    current = candidate
                 else:
-                    if self._pending != candidate:
-                        self._pending, self._pending_since = candidate, time
-                    if time - self._pending_since >= cfg.min_dwell - 1e-9:
-                        current = candidate
-        self._current = current
-        if candidate == current:
-            self._pending = None
-        return current, prob(current) if current >= 0 else top, probs
+                    ahead = float(probs[candidate]) if candidate >= 0 else 0.0
+                    now = float(probs[current]) if current >= 0 else 0.0
+                    if candidate < 0 or ahead - now >= margin:
+                        if pending != candidate:
+                            pending, since = candidate, t
+                        if t - since >= dwell:
+                            current = candidate
+                    else:
+                        pending = None
+            if candidate == current:
+                pending = None
+            out_labels.append(current)
+            out_conf.append(float(probs[current]) if current >= 0 else top)
+        self._probs, self._last_time = prev, last
+        self._current, self._pending, self._pending_since = current, pending, since
+        return np.array(out_labels, np.int64), np.array(out_conf, np.float64)
 
 
 _LIST_LABELS = 32  # up to this many labels, Python floats are faster than NumPy per frame
-
-
-def _values(probabilities: np.ndarray) -> list[float] | np.ndarray:
-    """A frame's (K,) probabilities as float64 values in the form :meth:`Smoother._step`
-    works on (a list for few labels, an array for many)."""
-    if len(probabilities) <= _LIST_LABELS:
-        return probabilities.tolist()
-    return probabilities.astype(np.float64)
 
 
 class SegmentTracker:

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,53 +132,65 @@ def search(
     threads: int | None = None,
 ) -> SearchResult:
     """The ``top`` best moments for ``query`` (``(D,)`` float32 unit embedding of a text
-    or an image) over ``videos``, each file scanned on ``threads`` threads (default: the
-    cores scenecls may use). A file whose rows do not match the query's size, or
-    that turns out unreadable, is left out and listed in ``problems``."""
+    or an image) over ``videos``, on ``threads`` threads (default: the cores scenecls
+    may use): a file each, or all on each file when there are fewer files than threads.
+    A file whose rows do not match the query's size, or that turns out unreadable, is
+    left out and listed in ``problems``."""
     if top < 1:
         raise UsageError(f"--top must be at least 1, not {top}")
     if spread < 0 or min_gap < 0:
         raise UsageError("--spread and --min-gap must be 0 or more")
     query = np.asarray(query, np.float32).reshape(-1)
     threads = threads or cpu_threads()
-    found: list[Moment] = []
-    left_out = list(problems)
-    rows = searched = 0
-    for v in videos:
+    # many files: one file per thread; few: every thread on each file's rows
+    across = threads if len(videos) >= threads else 1
+    within = 1 if across > 1 else threads
+
+    def one(v: StoredVideo) -> tuple[list[Moment], int, Problem | None]:
         try:
             store = v.open(frames=False)
         except StoreError as e:
-            left_out.append(Problem(str(v.path), str(e)))
-            continue
-        if store.embeddings.shape[1] != len(query):
-            left_out.append(
-                Problem(str(store.path), f"rows of {store.embeddings.shape[1]} values, "
-                f"the query has {len(query)}")
-            )  # fmt: skip
-            continue
-        try:
-            scores = scan(store.embeddings, query, threads=threads)
-        except (OSError, ValueError) as e:  # the file changed or vanished under us
-            left_out.append(Problem(str(store.path), f"cannot be read: {e}"))
-            continue
-        searched += 1
-        rows += len(scores)
-        for peak, first, last in file_moments(
-            scores, store.times, store.spans, top, spread, min_gap
-        ):
-            found.append(
-                Moment(
-                    v.name,
-                    v.video,
-                    float(store.spans[first, 0]),
-                    float(store.spans[last, 1]),
-                    float(scores[peak]),
-                    float(store.times[peak]),
-                    str(store.path),
-                )
+            return [], 0, Problem(str(v.path), str(e))
+        width = store.embeddings.shape[1]
+        if width != len(query):
+            return (
+                [],
+                0,
+                Problem(str(v.path), f"rows of {width} values, the query has {len(query)}"),
             )
-    found.sort(key=lambda m: (-m.score, m.video, m.start))
-    return SearchResult(found[:top], searched, rows, left_out)
+        try:
+            scores = scan(store.embeddings, query, threads=within)
+        except (OSError, ValueError) as e:  # the file changed or vanished under us
+            return [], 0, Problem(str(v.path), f"cannot be read: {e}")
+        spans, times = store.spans, store.times
+        moments = [
+            Moment(
+                v.name,
+                v.video,
+                float(spans[first, 0]),
+                float(spans[last, 1]),
+                float(scores[peak]),
+                float(times[peak]),
+                str(v.path),
+            )
+            for peak, first, last in file_moments(scores, times, spans, top, spread, min_gap)
+        ]
+        return moments, len(scores), None
+
+    found: list[Moment] = []
+    left_out = list(problems)
+    rows = searched = 0
+    with ThreadPoolExecutor(across) as pool:
+        for moments, count, problem in pool.map(one, videos):
+            if problem is not None:
+                left_out.append(problem)
+                continue
+            searched += 1
+            rows += count
+            found.extend(moments)
+            found.sort(key=lambda m: (-m.score, m.video, m.start))
+            del found[top:]  # memory: never more than top moments kept
+    return SearchResult(found, searched, rows, left_out)
 
 
 def clock(seconds: float) -> str:

@@ -11,16 +11,29 @@ Public API::
     sinks = [scenecls.JsonlSink("frames.jsonl"), scenecls.SegmentsSink("segments.csv")]
     stats = scenecls.Pipeline(model, "room,park,warehouse", source, sinks).run()
 
+    sinks.append(scenecls.EmbeddingsSink("video.embeddings.npz"))  # for search, relabel
+    stored = scenecls.open_embeddings("video.embeddings.npz")  # rows memory-mapped
+
 Everything here is re-exported from the layer packages (:mod:`scenecls.model`,
 :mod:`scenecls.video`); import from this module, the layout below it may change.
 """
 
 from .errors import SceneclsError
 from .model import Label, LabelSet, SceneModel, load_model, resolve_labels
+from .model.embeddings_store import EmbeddingsFile, open_embeddings
+from .model.scene_model import TextModel, load_text_model
 from .types import Candidate, Classification, Frame, Prediction, Scores, Segment
 from .version import __version__
 from .video.pipeline import Pipeline, PipelineConfig, RunStats
-from .video.sinks import CaptionSink, JsonlSink, SegmentsSink, Sink, VideoSink, WindowSink
+from .video.sinks import (
+    CaptionSink,
+    EmbeddingsSink,
+    JsonlSink,
+    SegmentsSink,
+    Sink,
+    VideoSink,
+    WindowSink,
+)
 from .video.smoothing import Smoother, SmoothingConfig
 from .video.sources import (
     FrameSource,
@@ -35,6 +48,8 @@ __all__ = [
     "Candidate",
     "CaptionSink",
     "Classification",
+    "EmbeddingsFile",
+    "EmbeddingsSink",
     "Frame",
     "FrameSource",
     "ImageFolderSource",
@@ -55,11 +70,14 @@ __all__ = [
     "Sink",
     "Smoother",
     "SmoothingConfig",
+    "TextModel",
     "VideoFileSource",
     "VideoSink",
     "WindowSink",
     "__version__",
     "load_model",
+    "load_text_model",
+    "open_embeddings",
     "open_source",
     "resolve_labels",
 ]

@@ -247,7 +247,7 @@ def html_page(
 ) -> str:
     """A self-contained HTML page of the moments: a thumbnail of each (from the video at
     its best frame, a placeholder when the video is gone) and a link that opens the
-    video at the moment's start."""
+    video at that frame's time (a media fragment, ``#t=SECONDS``)."""
     by_file = {str(v.path): v for v in videos}
     cards = []
     for rank, m in enumerate(result.moments, 1):
@@ -264,7 +264,7 @@ def html_page(
         title = html.escape(m.video)
         times = f"{clock(m.start)} - {clock(m.end)}"
         if there and m.input:
-            href = Path(m.input).resolve().as_uri() + f"#t={m.start:.2f}"
+            href = Path(m.input).resolve().as_uri() + f"#t={m.best:.2f}"
             link = f'<a href="{html.escape(quote(href, safe=":/#=.%"))}">{title}</a>'
         else:
             link = title

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scenecls.archive.job import make_sinks
 from scenecls.archive.moments import file_moments, search
-from scenecls.archive.relabel import _sinks, replay
+from scenecls.archive.relabel import replay
 from scenecls.archive.stored import StoredVideo
 from scenecls.model.embeddings_store import (
     FRAME_DTYPE,
@@ -167,7 +168,7 @@ def bench_relabel(folder: Path, hours: float) -> dict:
     for name, outputs in (("segments,srt", ("segments", "srt")),
                           ("jsonl,segments,srt", ("jsonl", "segments", "srt"))):  # fmt: skip
         work = Path(tempfile.mkdtemp(dir=folder))
-        sinks = list(_sinks(work, "hour.mp4", outputs).values())
+        sinks = list(make_sinks(work, "hour.mp4", outputs).values())
         t0 = time.perf_counter()
         stats = replay(store, text, labels, SmoothingConfig(), sinks, 100.0)
         out[name] = {"seconds": round(time.perf_counter() - t0, 3),

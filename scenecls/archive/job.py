@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -79,10 +79,11 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _sinks(
-    folder: Path, name: str, outputs: tuple[str, ...], embeddings_dtype: str = "float16"
+def make_sinks(
+    folder: Path, name: str, outputs: Sequence[str], embeddings_dtype: str = "float16"
 ) -> dict[str, Sink]:
-    """One sink per output kind, writing into ``folder``."""
+    """One sink per output kind, writing the outputs of the video named ``name`` into
+    ``folder`` under the names :func:`~.options.output_name` gives."""
     made: dict[str, Sink] = {}
     for kind in outputs:
         path = folder / output_name(name, kind)
@@ -140,7 +141,7 @@ def annotate_video(
         partial_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=partial_root))
         name = PurePosixPath(task.rel).name
-        sinks = _sinks(work, name, options.outputs, options.embeddings_dtype)
+        sinks = make_sinks(work, name, options.outputs, options.embeddings_dtype)
 
         def progress(frames: int, total: int | None) -> None:
             if on_progress is not None and total:

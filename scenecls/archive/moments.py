@@ -33,6 +33,7 @@ from ..errors import UsageError
 from ..model.embeddings_store import StoreError
 from ..model.runtimes.base import cpu_threads
 from ..model.vector_scan import scan, top_k
+from .search import clock
 from .stored import Problem, StoredVideo
 
 log = logging.getLogger("scenecls")
@@ -191,14 +192,6 @@ def search(
             found.sort(key=lambda m: (-m.score, m.video, m.start))
             del found[top:]  # memory: never more than top moments kept
     return SearchResult(found, searched, rows, left_out)
-
-
-def clock(seconds: float) -> str:
-    """``H:MM:SS.ss``."""
-    cs = max(0, round(seconds * 100))
-    h, rest = divmod(cs, 360_000)
-    m, rest = divmod(rest, 6_000)
-    return f"{h}:{m:02d}:{rest / 100:05.2f}"
 
 
 def video_is_there(moment: Moment, stored: StoredVideo | None) -> bool:

@@ -31,17 +31,17 @@ _SUFFIXES = {
 }
 
 
-def parse_outputs(text: str) -> tuple[str, ...]:
-    """``--outputs``: kinds separated by commas, or ``all``; in :data:`OUTPUT_KINDS` order."""
+def parse_outputs(text: str, kinds: tuple[str, ...] = OUTPUT_KINDS) -> tuple[str, ...]:
+    """``--outputs``: some of ``kinds`` separated by commas, or ``all``; in ``kinds`` order."""
     words = [w.strip().lower() for w in text.split(",") if w.strip()]
     if words == ["all"]:
-        return OUTPUT_KINDS
-    unknown = [w for w in words if w not in OUTPUT_KINDS]
+        return kinds
+    unknown = [w for w in words if w not in kinds]
     if unknown or not words:
         raise UsageError(
-            f"--outputs {text!r}: choose from {','.join(OUTPUT_KINDS)} (comma separated) or all"
+            f"--outputs {text!r}: choose from {','.join(kinds)} (comma separated) or all"
         )
-    return tuple(k for k in OUTPUT_KINDS if k in words)
+    return tuple(k for k in kinds if k in words)
 
 
 def output_name(video_name: str, kind: str) -> str:

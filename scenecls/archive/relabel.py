@@ -33,11 +33,11 @@ from ..model.scene_model import TextModel
 from ..model.scoring import blended_similarities, softmax
 from ..types import Segment
 from ..video.lookahead import mix_rows
-from ..video.sinks import CaptionSink, JsonlSink, RunInfo, SegmentsSink, Sink
+from ..video.sinks import JsonlSink, RunInfo, Sink
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
-from .job import PARTIAL_DIR
+from .job import PARTIAL_DIR, make_sinks
 from .manifest import Manifest
-from .options import output_name
+from .options import output_name, parse_outputs
 from .stored import Problem, StoredVideo
 
 RELABEL_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt")
@@ -77,28 +77,8 @@ def frame_embeddings(store: EmbeddingsFile, start: int, stop: int) -> np.ndarray
 
 
 def parse_relabel_outputs(text: str) -> tuple[str, ...]:
-    words = [w.strip().lower() for w in text.split(",") if w.strip()]
-    if words == ["all"]:
-        return RELABEL_KINDS
-    unknown = [w for w in words if w not in RELABEL_KINDS]
-    if unknown or not words:
-        raise UsageError(
-            f"--outputs {text!r}: choose from {','.join(RELABEL_KINDS)} (comma separated) or all"
-        )
-    return tuple(k for k in RELABEL_KINDS if k in words)
-
-
-def _sinks(folder: Path, name: str, outputs: Sequence[str]) -> dict[str, Sink]:
-    made: dict[str, Sink] = {}
-    for kind in outputs:
-        path = folder / output_name(name, kind)
-        if kind == "jsonl":
-            made[kind] = JsonlSink(path)
-        elif kind in ("segments", "csv"):
-            made[kind] = SegmentsSink(path)
-        else:
-            made[kind] = CaptionSink(path, kind)
-    return made
+    """``relabel --outputs``: some of :data:`RELABEL_KINDS`, comma separated, or ``all``."""
+    return parse_outputs(text, RELABEL_KINDS)
 
 
 @dataclass
@@ -315,7 +295,7 @@ def _relabel_one(
     work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=partial))
     try:
         name = PurePosixPath(v.rel).name
-        sinks = _sinks(work, name, outputs)
+        sinks = make_sinks(work, name, outputs)
         store = v.open()
         stats = replay(store, text, labelset, smoothing, list(sinks.values()), logit_scale, stop)
         if stop is not None and stop.is_set():

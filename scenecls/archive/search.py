@@ -45,6 +45,14 @@ class SegmentHit:
         }
 
 
+def clock(seconds: float) -> str:
+    """``H:MM:SS.ss``."""
+    cs = max(0, round(seconds * 100))
+    h, rest = divmod(cs, 360_000)
+    m, rest = divmod(rest, 6_000)
+    return f"{h}:{m:02d}:{rest / 100:05.2f}"
+
+
 def _read_segments(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The segments of a ``.segments.json`` or ``.segments.csv`` file, and the label set
     it names (the JSON form lists it; for CSV, the labels that occur)."""

@@ -15,6 +15,7 @@ from ..model.bundle import Bundle, is_bundle_dir, load_bundle
 from ..model.embeddings_store import (
     SUFFIX,
     EmbeddingsFile,
+    MetaFacts,
     StoreError,
     open_embeddings,
     read_meta,
@@ -26,7 +27,7 @@ log = logging.getLogger("scenecls")
 
 
 @dataclass
-class StoredVideo:
+class StoredVideo(MetaFacts):
     """The stored embeddings of one video, found but not opened (an archive may hold more
     files than a process may keep open): ``path`` of the file, its ``meta``, ``name``
     (how it is shown: its path in the archive, or the video's file name), ``rel`` (where
@@ -38,14 +39,6 @@ class StoredVideo:
     name: str
     rel: str
     video: str | None
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.meta.get("model_fingerprint"))
-
-    @property
-    def model_id(self) -> str:
-        return str(self.meta.get("model"))
 
     def open(self, *, frames: bool = True) -> EmbeddingsFile:
         """The file, checked, its rows memory-mapped (``frames=False``: without the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from ..errors import UsageError
 from ..interrupts import guard_of
@@ -20,6 +19,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         add_gate_options,
         add_label_options,
         add_model_options,
+        add_output_folder_options,
         add_smoothing_options,
     )
 
@@ -40,13 +40,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         help="video files, folders (searched recursively for video files) or glob "
         "patterns (quote them; ** matches any depth)",
     )
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    p.add_argument(
-        "--outputs",
-        default=",".join(DEFAULT_OUTPUTS),
-        help=f"what to write per video, comma separated: {','.join(OUTPUT_KINDS)} or all "
-        f"(default {','.join(DEFAULT_OUTPUTS)})",
-    )
+    add_output_folder_options(p, OUTPUT_KINDS, DEFAULT_OUTPUTS)
     p.add_argument(
         "--workers",
         type=int,

@@ -29,16 +29,9 @@ def add_find_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--json", action="store_true", help="one JSON object per segment per line")
 
 
-def _clock(seconds: float) -> str:
-    """``H:MM:SS.ss``."""
-    cs = max(0, round(seconds * 100))
-    h, rest = divmod(cs, 360_000)
-    m, rest = divmod(rest, 6_000)
-    return f"{h}:{m:02d}:{rest / 100:05.2f}"
-
-
 def run_find(args: argparse.Namespace) -> int:
     from ..archive import find_segments
+    from ..archive.search import clock
 
     hits = find_segments(args.dir, args.label, args.min_duration)
     if args.json:
@@ -48,7 +41,7 @@ def run_find(args: argparse.Namespace) -> int:
         width = max((len(h.file) for h in hits), default=0)
         for h in hits:
             print(
-                f"{h.file:<{width}}  {_clock(h.start)} - {_clock(h.end)}  "
+                f"{h.file:<{width}}  {clock(h.start)} - {clock(h.end)}  "
                 f"{h.duration:8.2f} s  {h.confidence:4.0%}"
             )
     if not args.quiet:
@@ -56,7 +49,7 @@ def run_find(args: argparse.Namespace) -> int:
         total = sum(h.duration for h in hits)
         print(
             f"{len(hits)} segment{'s' * (len(hits) != 1)} labelled {args.label!r} in "
-            f"{videos} video{'s' * (videos != 1)}, {_clock(total)} in all",
+            f"{videos} video{'s' * (videos != 1)}, {clock(total)} in all",
             file=sys.stderr,
         )
     return 0

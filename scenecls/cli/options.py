@@ -52,6 +52,20 @@ def add_smoothing_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_output_folder_options(
+    p: argparse.ArgumentParser, kinds: tuple[str, ...], default: tuple[str, ...]
+) -> None:
+    """``--out DIR`` and ``--outputs KINDS`` of the commands that write a folder of
+    outputs per video (annotate, relabel)."""
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--outputs",
+        default=",".join(default),
+        help=f"what to write per video, comma separated: {','.join(kinds)} or all "
+        f"(default {','.join(default)})",
+    )
+
+
 def add_embeddings_options(g: argparse._ActionsContainer, *, run: bool = True) -> None:
     """``--embeddings FILE`` (``run`` only) and ``--embeddings-dtype``."""
     if run:

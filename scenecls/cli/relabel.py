@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..errors import InputError
 
 
 def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     from ..archive.relabel import DEFAULT_RELABEL_OUTPUTS, RELABEL_KINDS
-    from .options import add_label_options, add_smoothing_options
+    from .options import add_label_options, add_output_folder_options, add_smoothing_options
 
     p = sub.add_parser(
         "relabel",
@@ -23,13 +22,7 @@ def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
         "named and laid out as scenecls annotate names them, into DIR.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="embeddings files or annotate folders")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    p.add_argument(
-        "--outputs",
-        default=",".join(DEFAULT_RELABEL_OUTPUTS),
-        help=f"what to write per video, comma separated: {','.join(RELABEL_KINDS)} or all "
-        f"(default {','.join(DEFAULT_RELABEL_OUTPUTS)})",
-    )
+    add_output_folder_options(p, RELABEL_KINDS, DEFAULT_RELABEL_OUTPUTS)
     p.add_argument(
         "--model",
         help="the model that wrote the embeddings (default: the one recorded in them)",

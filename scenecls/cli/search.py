@@ -62,7 +62,8 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..archive.moments import clock, html_page, search, write_html
+    from ..archive.moments import html_page, search, write_html
+    from ..archive.search import clock
     from ..archive.stored import bundle_for, collect
     from ..model.labels import LabelSet, parse_templates
     from ..model.runtimes.base import normalize_rows

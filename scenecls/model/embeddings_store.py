@@ -207,8 +207,22 @@ def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
         np.lib.format.write_array(f, array, allow_pickle=False)
 
 
+class MetaFacts:
+    """The model facts of an embeddings file's ``meta`` object."""
+
+    meta: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.meta.get("model_fingerprint"))
+
+    @property
+    def model_id(self) -> str:
+        return str(self.meta.get("model"))
+
+
 @dataclass
-class EmbeddingsFile:
+class EmbeddingsFile(MetaFacts):
     """An embeddings file opened for reading (see the module docstring).
 
     ``embeddings`` is memory-mapped (read-only, never loaded whole); the other arrays
@@ -222,14 +236,6 @@ class EmbeddingsFile:
     spans: np.ndarray
     frames: np.ndarray
     gaps: np.ndarray
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.meta.get("model_fingerprint"))
-
-    @property
-    def model_id(self) -> str:
-        return str(self.meta.get("model"))
 
     @property
     def rows(self) -> int:

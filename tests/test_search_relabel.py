@@ -332,6 +332,8 @@ def test_relabel_of_a_live_run_with_a_gap_equals_the_run(videos, tmp_path: Path)
         (["search", "F"], "give one or more PATHs and then the QUERY"),
         (["search", "F", " "], "the query text is empty"),
         (["search", "F", "--image", "TMP/none.png"], "no such file"),
+        (["search", "F", "F"], "is a path: give the QUERY text after the PATHs"),
+        (["search", "F", "a red ring", "--image", "F"], "not both"),
         (["search", "TMP/nothing.npz", "x"], "no such embeddings file"),
         (["search", "F", "x", "--top", "0"], "--top must be at least 1"),
         (["relabel", "F", "--out", "TMP/o", "--outputs", "video"], "choose from"),

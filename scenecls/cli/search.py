@@ -16,6 +16,7 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         "search",
         parents=[common],
         help="find the moments of stored videos that match a text or a picture",
+        usage="%(prog)s PATH... QUERY [options]\n       %(prog)s PATH... --image FILE [options]",
         description="Rank the moments of the videos whose embeddings PATH holds by how "
         "well they match QUERY (a text, embedded with the label templates) or --image. "
         "PATH: embeddings files (scenecls run --embeddings) or scenecls annotate folders "
@@ -24,7 +25,7 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
     p.add_argument(
         "items",
         nargs="+",
-        metavar="PATH... QUERY",
+        metavar="PATH",
         help="embeddings files or annotate folders, then the query text (leave the text "
         "out with --image)",
     )
@@ -80,8 +81,17 @@ def run_search(args: argparse.Namespace) -> int:
         paths, text = items[:-1], items[-1]
         if not text.strip():
             raise UsageError("the query text is empty: say what to look for")
+        if text.endswith(".npz") or Path(text).is_dir():
+            raise UsageError(
+                f"the last argument, {text}, is a path: give the QUERY text after the "
+                "PATHs (quote it), or --image FILE"
+            )
     else:
         paths, text = items, None
+        if not Path(items[-1]).exists():
+            raise UsageError(
+                f"{items[-1]} is no file or folder: give either a QUERY text or --image, not both"
+            )
         if not args.image.is_file():
             raise InputError(f"--image {args.image}: no such file")
     if args.html is not None:

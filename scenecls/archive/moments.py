@@ -266,9 +266,7 @@ def html_page(
             f"<b>{rank}.</b> {link}<br>{times} &middot; best {clock(m.best)}"
             f" &middot; score {m.score:.3f}</div></div>"
         )
-    skipped = "".join(
-        f"<li>{html.escape(p.path)}: {html.escape(p.message)}</li>" for p in result.problems
-    )
+    skipped = "".join(f"<li>{html.escape(p.line)}</li>" for p in result.problems)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>scenecls search: {html.escape(query)}</title><style>"

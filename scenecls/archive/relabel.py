@@ -211,7 +211,7 @@ class RelabelSummary:
         if self.interrupted:
             out.append("stopped     early: the videos finished so far are complete")
         for p in self.problems:
-            out.append(f"left out    {p.path}: {p.message}")
+            out.append(f"left out    {p.line}")
         return out
 
 

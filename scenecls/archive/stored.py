@@ -53,6 +53,11 @@ class Problem:
     path: str
     message: str
 
+    @property
+    def line(self) -> str:
+        """The message, naming the file (once)."""
+        return self.message if self.path in self.message else f"{self.path}: {self.message}"
+
 
 def _from_file(path: Path) -> StoredVideo:
     meta = read_meta(path)

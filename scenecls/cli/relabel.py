@@ -43,9 +43,7 @@ def run_relabel(args: argparse.Namespace) -> int:
     labelset = resolve_labels(args.labels, args.templates)
     videos, problems = collect(args.paths)
     if not videos:
-        raise InputError(
-            "no usable embeddings: " + "; ".join(f"{p.path}: {p.message}" for p in problems)
-        )
+        raise InputError("no usable embeddings: " + "; ".join(p.line for p in problems))
     bundle = bundle_for(videos, args.model)
     summary = relabel(
         videos,

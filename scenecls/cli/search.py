@@ -98,9 +98,7 @@ def run_search(args: argparse.Namespace) -> int:
         check_writable(args.html, "--html")
     videos, problems = collect(paths)
     if not videos:
-        raise InputError(
-            "no usable embeddings: " + "; ".join(f"{p.path}: {p.message}" for p in problems)
-        )
+        raise InputError("no usable embeddings: " + "; ".join(p.line for p in problems))
     bundle = bundle_for(videos, args.model)
     t0 = time.perf_counter()
     if text is not None:
@@ -143,7 +141,7 @@ def run_search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for p in result.problems:
-            print(f"left out: {p.path}: {p.message}", file=sys.stderr)
+            print(f"left out: {p.line}", file=sys.stderr)
         if args.html is not None:
             print(f"page: {args.html}", file=sys.stderr)
     return 1 if result.problems else 0

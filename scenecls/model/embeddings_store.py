@@ -269,6 +269,16 @@ def open_embeddings(
     if not path.is_file():
         raise StoreError(f"{path}: no such embeddings file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
+    if head != b"PK\x03\x04":  # not even the start of a ZIP file
+        raise StoreError(
+            f"{path} is not a scenecls embeddings file: give .npz files written by "
+            "scenecls run --embeddings, or annotate folders"
+        )
+    try:
         size = path.stat().st_size
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}

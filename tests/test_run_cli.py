@@ -13,6 +13,7 @@ import cv2
 import pytest
 
 from scenecls.cli import main
+from scenecls.model.embeddings_store import open_embeddings
 
 from .conftest import MEDIA
 from .outputs import (
@@ -77,7 +78,7 @@ def test_bad_run_input(argv, code, message, tiny_bundle, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = {k: tmp_path / f"o.{k}" for k in ("mp4", "jsonl", "json", "srt", "vtt")}
+    out = {k: tmp_path / f"o.{k}" for k in ("mp4", "jsonl", "json", "srt", "vtt", "npz")}
     cmd = [
         sys.executable,
         "-m",
@@ -101,6 +102,8 @@ def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -
         str(out["srt"]),
         "--vtt",
         str(out["vtt"]),
+        "--embeddings",
+        str(out["npz"]),
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 60
@@ -130,6 +133,9 @@ def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -
     while cap.read()[0]:
         frames += 1
     assert frames >= len(lines)  # every processed frame was written, and the file plays
+    stored = open_embeddings(out["npz"])  # whole, with every frame analysed
+    assert len(stored.frames) == len(lines) and stored.end == segs[-1]["end"]
+    assert stored.rows == sum(line["encoded"] for line in lines)
     assert not list(tmp_path.glob(".*partial*"))
 
 

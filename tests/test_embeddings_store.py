@@ -21,9 +21,8 @@ from scenecls.model.embeddings_store import (
     row_spans,
     write_embeddings,
 )
-from scenecls.model.scoring import blended_similarities, similarities
+from scenecls.model.scoring import blended_similarities, mix_rows, similarities
 from scenecls.model.vector_scan import scan, top_k
-from scenecls.video.lookahead import mix_rows
 from scenecls.video.sinks.files import numbers
 
 D = 32

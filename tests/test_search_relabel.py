@@ -240,6 +240,23 @@ def test_several_models_in_one_search_are_refused(
     assert code == 2 and "2 different models" in err and str(other) in err
 
 
+def test_stored_frames_rebuild_the_embeddings_the_run_used(videos, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import scenecls
+
+    seen: list[np.ndarray] = []
+    path = tmp_path / "e.npz"
+    Pipeline(
+        scenecls.load_model(FIXTURE), resolve_labels(LABELS, "{}"),
+        VideoFileSource(videos["second.mp4"]), [EmbeddingsSink(path, "float32")],
+        on_embeddings=lambda frames, embs, encoded: seen.append(embs),
+    ).run()  # fmt: skip
+    store = open_embeddings(path)
+    run = np.concatenate(seen)
+    assert np.array_equal(store.frame_embeddings(), run)  # every frame, to the bit
+    assert np.array_equal(store.frame_embeddings(10, 20), run[10:20])
+    assert store.rows < len(run)  # most frames were not encoded, yet all rebuild exactly
+
+
 class _StopAfter(Sink):
     def __init__(self, frames: int, stop: threading.Event) -> None:
         self.frames, self.stop, self.seen = frames, stop, 0

@@ -32,7 +32,6 @@ from ..model.labels import UNKNOWN, LabelSet
 from ..model.scene_model import TextModel
 from ..model.scoring import blended_similarities, softmax
 from ..types import Segment
-from ..video.lookahead import mix_rows
 from ..video.sinks import JsonlSink, RunInfo, Sink
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .job import PARTIAL_DIR, make_sinks
@@ -60,20 +59,6 @@ def frame_similarities(
     hi = int(max(left.max(), right.max())) + 1 if len(frames) else 0
     anchors = np.asarray(store.embeddings[lo:hi], np.float32)
     return blended_similarities(anchors, text, left - lo, right - lo, frames["weight"])
-
-
-def frame_embeddings(store: EmbeddingsFile, start: int, stop: int) -> np.ndarray:
-    """``(n, D)`` float32 unit embeddings of analysed frames ``start:stop`` of ``store``,
-    rebuilt as the change gate made them (a copy of a row, or a blend of two)."""
-    frames = store.frames[start:stop]
-    left, right = frames["left"], frames["right"]
-    rows = np.asarray(store.embeddings[left], np.float32)
-    mixed = np.flatnonzero(left != right)
-    if len(mixed):
-        rows[mixed] = mix_rows(
-            store.embeddings[left[mixed]], store.embeddings[right[mixed]], frames["weight"][mixed]
-        )
-    return rows
 
 
 def parse_relabel_outputs(text: str) -> tuple[str, ...]:

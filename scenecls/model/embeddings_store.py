@@ -39,6 +39,7 @@ import numpy as np
 from ..atomic import default_file_mode
 from ..errors import InputError
 from ..interrupts import track_partial, untrack_partial
+from .scoring import mix_rows
 
 FORMAT = "scenecls-embeddings"
 VERSION = 1
@@ -240,6 +241,19 @@ class EmbeddingsFile(MetaFacts):
     @property
     def rows(self) -> int:
         return int(self.embeddings.shape[0])
+
+    def frame_embeddings(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``(n, D)`` float32 unit embeddings of analysed frames ``start:stop``, rebuilt
+        as the change gate made them: a copy of a row, or the blend of two."""
+        frames = self.frames[start:stop]
+        left, right = frames["left"], frames["right"]
+        out = np.asarray(self.embeddings[left], np.float32)
+        blend = np.flatnonzero(left != right)
+        if len(blend):
+            out[blend] = mix_rows(
+                self.embeddings[left[blend]], self.embeddings[right[blend]], frames["weight"][blend]
+            )
+        return out
 
     @property
     def end(self) -> float:

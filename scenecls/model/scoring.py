@@ -23,6 +23,18 @@ def similarities(image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
     return wide.astype(np.float32)
 
 
+def mix_rows(left: np.ndarray, right: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(M, D)`` float32 unit rows ``weight`` of the way from ``left`` to ``right``
+    (``(M, D)`` or ``(D,)`` unit rows of any float type; ``weight``: ``(M,)``).
+
+    Computed in float64 row by row, so a row's result does not depend on how many rows
+    are mixed at once: the pipeline and ``scenecls relabel`` give the same bits."""
+    w = np.asarray(weight, np.float64).reshape(-1, 1)
+    rows = (1.0 - w) * np.asarray(left, np.float64) + w * np.asarray(right, np.float64)
+    norms = np.sqrt((rows * rows).sum(axis=1, keepdims=True))
+    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 def blended_similarities(
     anchors: np.ndarray,
     text_embs: np.ndarray,

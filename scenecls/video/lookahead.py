@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.scoring import mix_rows
 from .gate import TIME_EPSILON, GateConfig, mean_difference, thumbnail, thumbnail_difference
 
 Encode = Callable[[list[int]], np.ndarray]
@@ -59,7 +60,7 @@ class _Anchor:
 @dataclass(frozen=True)
 class Provenance:
     """Where each frame's embedding of a window came from: frame ``i``'s is
-    ``mix_rows(E[left[i]], E[right[i]], weight[i])`` of the encoded frames at those window
+    ``scoring.mix_rows(E[left[i]], E[right[i]], weight[i])`` of the encoded frames at those window
     positions (-1: the last frame encoded before the window), or, when ``mixed[i]`` is
     False, a copy of ``E[left[i]]`` (the frame itself when it was encoded). ``left``,
     ``right``: ``(N,)`` int64; ``weight``: ``(N,)`` float64; ``mixed``: ``(N,)`` bool."""
@@ -286,15 +287,3 @@ class LookaheadGate:
                 w,
                 True,
             )
-
-
-def mix_rows(left: np.ndarray, right: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """``(M, D)`` float32 unit rows ``weight`` of the way from ``left`` to ``right``
-    (``(M, D)`` or ``(D,)`` unit rows of any float type; ``weight``: ``(M,)``).
-
-    Computed in float64 row by row, so a row's result does not depend on how many rows
-    are mixed at once: the pipeline and ``scenecls relabel`` give the same bits."""
-    w = np.asarray(weight, np.float64).reshape(-1, 1)
-    rows = (1.0 - w) * np.asarray(left, np.float64) + w * np.asarray(right, np.float64)
-    norms = np.sqrt((rows * rows).sum(axis=1, keepdims=True))
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -107,7 +107,7 @@ def row_spans(frames: np.ndarray, rows: int, end_time: float, gaps: np.ndarray) 
     """``(rows, 2)`` float64 [start, end) seconds each row stands for: every analysed
     frame belongs to the nearer of its two rows (``weight`` under 0.5: ``left``), and
     lasts until the next analysed frame (the last one until ``end_time``; one before a
-    gap until the input was lost). A row no frame belongs to spans its own frame only."""
+    gap until the input was lost). Every row belongs at least to its own encoded frame."""
     spans = np.zeros((rows, 2), np.float64)
     if rows == 0:
         return spans
@@ -125,14 +125,7 @@ def row_spans(frames: np.ndarray, rows: int, end_time: float, gaps: np.ndarray) 
     spans[:, 1] = -np.inf
     np.minimum.at(spans[:, 0], owner, times)
     np.maximum.at(spans[:, 1], owner, ends)
-    own = frames["encoded"]
-    alone = ~np.isfinite(spans[:, 0])
-    if alone.any():  # every row is some frame's own encode: give it that frame's span
-        mine = np.full(rows, -1, np.int64)
-        mine[frames["left"][own]] = np.flatnonzero(own)
-        idx = mine[alone]
-        spans[alone, 0] = np.where(idx >= 0, times[np.maximum(idx, 0)], 0.0)
-        spans[alone, 1] = np.where(idx >= 0, ends[np.maximum(idx, 0)], 0.0)
+    spans[~np.isfinite(spans)] = 0.0  # no frame of its own: only in files not ours
     return spans
 
 

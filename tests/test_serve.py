@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 import synthetic_shapes  # scripts/ is on the path (conftest)
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import MEDIA
 from .outputs import one_line_error
@@ -75,12 +76,27 @@ def test_page_health_metrics_and_live_view(kitchen) -> None:  # type: ignore[no-
     assert code == 200 and "<title>scenecls" in page and "/api/status" in page
     code, health = kitchen.request("GET", "/healthz")
     assert code == 200 and health["status"] == "ok" and health["cameras"]["pass"] == "running"
+    wait_for(lambda: kitchen.camera("oven")["latency_p95_ms"] is not None)
     code, text = kitchen.request("GET", "/metrics")
     assert code == 200
     assert 'scenecls_camera_up{camera="pass"} 1' in text
     assert 'scenecls_camera_up{camera="door"} 0' in text
     assert "# TYPE scenecls_alerts_total counter" in text
     assert 'scenecls_capture_to_label_seconds{camera="oven",quantile="0.95"}' in text
+    # what a Prometheus server reads: every documented metric, of its documented type
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    kinds = {name: f.type for name, f in families.items()}
+    assert kinds == {
+        "scenecls_camera_fps": "gauge", "scenecls_camera_frames_read": "counter",
+        "scenecls_camera_frames_analysed": "counter",
+        "scenecls_camera_frames_encoded": "counter", "scenecls_camera_encoded_ratio": "gauge",
+        "scenecls_camera_dropped_frames": "counter", "scenecls_camera_reconnects": "counter",
+        "scenecls_alerts": "counter", "scenecls_camera_up": "gauge",
+        "scenecls_camera_mismatch": "gauge", "scenecls_capture_to_label_seconds": "gauge",
+        "scenecls_uptime_seconds": "gauge",
+    }  # fmt: skip
+    read = {s.labels["camera"]: s.value for s in families["scenecls_camera_frames_read"].samples}
+    assert read["pass"] > 0 and read["door"] == 0  # the door camera never opened
     with urllib.request.urlopen(kitchen.url + "/stream/pass.mjpg", timeout=10) as r:
         assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         head = r.read(2000)

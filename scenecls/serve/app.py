@@ -16,14 +16,16 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from .metrics import prometheus_text
+from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
 from .service import Service
 
 log = logging.getLogger("scenecls")
 
 SERVICE = web.AppKey("service", Service)
 TOKEN = web.AppKey("token", str)
+METRICS = web.AppKey("metrics", CollectorRegistry)
 MAX_BODY = 64 * 1024
 MJPEG_FPS = 15.0
 SSE_KEEPALIVE = 15.0
@@ -78,6 +80,7 @@ def create_app(service: Service, token: str = "") -> web.Application:
     """The aiohttp application for ``service``; ``token`` protects POST/DELETE."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
     app[SERVICE] = service
+    app[METRICS] = metrics_registry(service)
     app[TOKEN] = token
     app.router.add_get("/", _page)
     app.router.add_get("/api/status", _status)
@@ -223,9 +226,10 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    text = prometheus_text(request.app[SERVICE])
-    return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+    return web.Response(
+        body=prometheus_text(request.app[METRICS]),
+        headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _camera_from_path(request: web.Request, suffix: str) -> str:

@@ -1,94 +1,117 @@
-"""``GET /metrics``: the service's figures in Prometheus' text exposition format (0.0.4)."""
+"""``GET /metrics``: the service's figures for Prometheus, through ``prometheus_client``.
+
+A collector reads :meth:`Service.status` at each scrape (nothing is counted twice, and
+the service keeps no metric objects of its own); ``prometheus_client`` writes the text
+exposition format. The names (documented in the README) are:
+
+``scenecls_camera_fps``                   gauge: frames analysed per second (last 5 s)
+``scenecls_camera_frames_read_total``     counter: frames read from the source
+``scenecls_camera_frames_analysed_total`` counter: frames classified
+``scenecls_camera_frames_encoded_total``  counter: frames the image encoder ran on
+``scenecls_camera_encoded_ratio``         gauge: share of analysed frames encoded
+``scenecls_camera_dropped_frames_total``  counter: frames dropped to keep latency low
+``scenecls_camera_reconnects_total``      counter: times the source was reopened
+``scenecls_alerts_total``                 counter: mismatch alerts raised
+``scenecls_camera_up``                    gauge: 1 while the source delivers frames
+``scenecls_camera_mismatch``              gauge: 1 while an alert is active
+``scenecls_capture_to_label_seconds``     gauge: latency quantiles 0.5 and 0.95
+``scenecls_uptime_seconds``               gauge: seconds since the service started
+
+All but the last have a ``camera`` label.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .service import Service
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+# (name, kind, help, status key, scale): one sample per camera whose value is known
+_PER_CAMERA: tuple[tuple[str, str, str, str], ...] = (
+    ("scenecls_camera_fps", "gauge", "Frames analysed per second (last 5 s).", "fps"),
+    ("scenecls_camera_frames_read_total", "counter", "Frames read from the source.",
+     "frames_read"),
+    ("scenecls_camera_frames_analysed_total", "counter", "Frames classified.",
+     "frames_analysed"),
+    ("scenecls_camera_frames_encoded_total", "counter",
+     "Frames the image encoder ran on (the change gate let the others reuse one).",
+     "frames_encoded"),
+    ("scenecls_camera_encoded_ratio", "gauge",
+     "Share of analysed frames that were encoded, since the start.", "encoded_share"),
+    ("scenecls_camera_dropped_frames_total", "counter",
+     "Frames dropped to keep latency low (a newer frame was ready).", "dropped"),
+    ("scenecls_camera_reconnects_total", "counter", "Times the source was reopened.",
+     "reconnects"),
+    ("scenecls_alerts_total", "counter", "Mismatch alerts raised.", "alerts"),
+)  # fmt: skip
 
 
-def prometheus_text(service: Service) -> str:
-    """One gauge or counter per camera and figure, with HELP and TYPE lines."""
-    status = service.status()
-    cams = status["cameras"]
-    rows: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = []
+def _family(name: str, kind: str, help_: str, labels: list[str]) -> Any:
+    if kind == "counter":  # prometheus_client adds the _total suffix itself
+        return CounterMetricFamily(name.removesuffix("_total"), help_, labels=labels)
+    return GaugeMetricFamily(name, help_, labels=labels)
 
-    def per_camera(name: str, kind: str, help_: str, key: str, scale: float = 1.0) -> None:
-        values = [
-            ({"camera": c["name"]}, float(c[key]) * scale) for c in cams if c[key] is not None
-        ]
-        rows.append((name, kind, help_, values))
 
-    per_camera("scenecls_camera_fps", "gauge", "Frames analysed per second (last 5 s).", "fps")
-    per_camera(
-        "scenecls_camera_frames_read_total", "counter", "Frames read from the source.",
-        "frames_read",
-    )  # fmt: skip
-    per_camera(
-        "scenecls_camera_frames_analysed_total", "counter", "Frames classified.",
-        "frames_analysed",
-    )  # fmt: skip
-    per_camera(
-        "scenecls_camera_frames_encoded_total", "counter",
-        "Frames the image encoder ran on (the change gate let the others reuse one).",
-        "frames_encoded",
-    )  # fmt: skip
-    per_camera(
-        "scenecls_camera_encoded_ratio", "gauge",
-        "Share of analysed frames that were encoded, since the start.", "encoded_share",
-    )  # fmt: skip
-    per_camera(
-        "scenecls_camera_dropped_frames_total", "counter",
-        "Frames dropped to keep latency low (a newer frame was ready).", "dropped",
-    )  # fmt: skip
-    per_camera(
-        "scenecls_camera_reconnects_total", "counter", "Times the source was reopened.",
-        "reconnects",
-    )  # fmt: skip
-    per_camera("scenecls_alerts_total", "counter", "Mismatch alerts raised.", "alerts")
-    rows.append(
-        (
-            "scenecls_camera_up",
-            "gauge",
-            "1 when the camera's source is delivering frames.",
-            [({"camera": c["name"]}, 1.0 if c["status"] == "running" else 0.0) for c in cams],
-        )
-    )
-    rows.append(
-        (
+class ServiceCollector(Collector):
+    """Turns one :meth:`Service.status` into metric families, at each scrape."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.service.status()
+        cams = status["cameras"]
+        for name, kind, help_, key in _PER_CAMERA:
+            family = _family(name, kind, help_, ["camera"])
+            for c in cams:
+                if c[key] is not None:
+                    family.add_metric([c["name"]], float(c[key]))
+            yield family
+        up = GaugeMetricFamily(
+            "scenecls_camera_up", "1 when the camera's source is delivering frames.",
+            labels=["camera"],
+        )  # fmt: skip
+        mismatch = GaugeMetricFamily(
             "scenecls_camera_mismatch",
-            "gauge",
             "1 while an alert is active (the label differs from the expected one).",
-            [({"camera": c["name"]}, 1.0 if c["alert"] else 0.0) for c in cams],
+            labels=["camera"],
         )
-    )
-    latency = []
-    for c in cams:
-        for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")):
-            if c[key] is not None:
-                latency.append(({"camera": c["name"], "quantile": q}, c[key] / 1000))
-    rows.append(
-        (
+        latency = GaugeMetricFamily(
             "scenecls_capture_to_label_seconds",
-            "gauge",
             "Capture-to-label latency quantiles over the last 300 frames.",
-            latency,
+            labels=["camera", "quantile"],
         )
-    )
-    rows.append(
-        ("scenecls_uptime_seconds", "gauge", "Seconds since the service started.",
-         [({}, float(status["uptime"]))])
-    )  # fmt: skip
-    out = []
-    for name, kind, help_, values in rows:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        for labels, value in values:
-            lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
-    return "\n".join(out) + "\n"
+        for c in cams:
+            up.add_metric([c["name"]], 1.0 if c["status"] == "running" else 0.0)
+            mismatch.add_metric([c["name"]], 1.0 if c["alert"] else 0.0)
+            for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")):
+                if c[key] is not None:
+                    latency.add_metric([c["name"], q], c[key] / 1000)
+        yield up
+        yield mismatch
+        yield latency
+        yield GaugeMetricFamily(
+            "scenecls_uptime_seconds", "Seconds since the service started.",
+            value=float(status["uptime"]),
+        )  # fmt: skip
+
+
+def metrics_registry(service: Service) -> CollectorRegistry:
+    """A registry of its own (not the process-wide default) holding the service's
+    collector, so two services in one process never mix their figures."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(service))
+    return registry
+
+
+def prometheus_text(registry: CollectorRegistry) -> bytes:
+    """The text exposition of ``registry`` (UTF-8)."""
+    return generate_latest(registry)

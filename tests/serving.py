@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServeProcess:
-    """``scenecls serve ARGS --port 0`` in a subprocess; ``url`` once it listens."""
+    """``scenecls serve ARGS --port 0`` in a subprocess; ``url`` once it listens.
+    ``token``: the server's ``--token`` (sent by :meth:`request` unless told otherwise)."""
 
     def __init__(self, args: list[str], home: Path, timeout: float = 60.0) -> None:
+        self.token = args[args.index("--token") + 1] if "--token" in args else ""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "SCENECLS_HOME": str(home)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scenecls", "serve", *args, "--port", "0"],
@@ -66,14 +68,18 @@ class ServeProcess:
 
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None,
-        raw: bytes | None = None,
+        raw: bytes | None = None, headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:  # fmt: skip
-        """(status, parsed JSON or text) of one request; 4xx/5xx do not raise."""
+        """(status, parsed JSON or text) of one request; 4xx/5xx do not raise.
+        ``token``: sent as a bearer token (None: the server's own; "": none)."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        token = self.token if token is None else token
         if token:
             req.add_header("Authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 status, payload, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
@@ -107,9 +113,12 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, every: float = 0.1
 class EventListener:
     """Reads ``/api/events`` (server-sent events) on a thread into ``events``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str = "") -> None:
         self.events: list[dict[str, Any]] = []
-        self._resp = urllib.request.urlopen(url + "/api/events", timeout=60)
+        req = urllib.request.Request(url + "/api/events")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        self._resp = urllib.request.urlopen(req, timeout=60)
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:

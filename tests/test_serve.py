@@ -97,7 +97,10 @@ def test_page_health_metrics_and_live_view(kitchen) -> None:  # type: ignore[no-
     }  # fmt: skip
     read = {s.labels["camera"]: s.value for s in families["scenecls_camera_frames_read"].samples}
     assert read["pass"] > 0 and read["door"] == 0  # the door camera never opened
-    with urllib.request.urlopen(kitchen.url + "/stream/pass.mjpg", timeout=10) as r:
+    stream = urllib.request.Request(
+        kitchen.url + "/stream/pass.mjpg", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(stream, timeout=10) as r:
         assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         head = r.read(2000)
     assert head.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in head
@@ -108,7 +111,7 @@ def test_page_health_metrics_and_live_view(kitchen) -> None:  # type: ignore[no-
 @pytest.mark.parametrize(
     ("method", "path", "body", "raw", "token", "status", "words"),
     [
-        ("POST", "/api/expect", {"camera": "pass", "label": "red circle"}, None, None, 401,
+        ("POST", "/api/expect", {"camera": "pass", "label": "red circle"}, None, "", 401,
          "Bearer"),
         ("POST", "/api/expect", {"camera": "pass", "label": "red circle"}, None, "wrong", 401,
          "token"),
@@ -124,7 +127,7 @@ def test_page_health_metrics_and_live_view(kitchen) -> None:  # type: ignore[no-
         ("POST", "/api/expect", {"camera": "pass", "label": "red circle", "order": [1]}, None,
          TOKEN, 400, "order"),
         ("POST", "/api/expect", None, b"x" * 100_000, TOKEN, 413, ""),
-        ("DELETE", "/api/expect", None, None, None, 401, "Bearer"),
+        ("DELETE", "/api/expect", None, None, "", 401, "Bearer"),
         ("DELETE", "/api/expect", None, None, TOKEN, 400, "camera"),
         ("DELETE", "/api/expect?camera=grill", None, None, TOKEN, 404, "unknown camera"),
         ("GET", "/api/segments", None, None, None, 400, "camera"),
@@ -159,7 +162,7 @@ def test_segments_of_a_camera(kitchen) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_mismatch_alerts_once_and_resolves_on_a_match(kitchen) -> None:  # type: ignore[no-untyped-def]
-    events = EventListener(kitchen.url)
+    events = EventListener(kitchen.url, TOKEN)
     try:
         # start of a red stretch, so the mismatch below lasts well past --alert-after
         wait_for(lambda: kitchen.camera("pass")["label"] == "blue ring")

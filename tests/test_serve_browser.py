@@ -1,5 +1,6 @@
-"""The kitchen page in headless Chromium (Debian's chromium, driven by Playwright): the
-live view updates, and the current label, the expected label and alerts are shown."""
+"""The kitchen page in headless Chromium (Debian's chromium, driven by Playwright): a
+person logs in through the form, the live view updates, and the current label, the
+expected label and alerts are shown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import synthetic_shapes  # scripts/ is on the path (conftest)
 from .serving import ServeProcess, wait_for
 
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
+TOKEN = "pass-token-0123456789"
 CHROMIUM = os.environ.get("SCENECLS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox",
@@ -51,7 +53,8 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
     synthetic_shapes.make_video(video, [("red circle", 0, 30)], fps=10)
     server = ServeProcess(
         [str(video), "--name", "pass", "--model", str(MODEL),
-         "--labels", ",".join(synthetic_shapes.CLASSES), "--loop", "--alert-after", "0.5"],
+         "--labels", ",".join(synthetic_shapes.CLASSES), "--loop", "--alert-after", "0.5",
+         "--token", TOKEN],
         home=tmp_path / "home",
     )  # fmt: skip
     try:
@@ -59,7 +62,11 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(server.url + "/")
+            page.goto(server.url + "/")  # not logged in: the login form
+            assert "/login" in page.url
+            page.fill("input[name=token]", TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/")
             card = page.locator("#cam-pass")
             card.locator(".label").filter(has_text="red circle").wait_for(timeout=15_000)
             assert card.locator(".name").inner_text() == "pass"
@@ -74,10 +81,9 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
             page.wait_for_timeout(1000)
             assert view.evaluate(FRAME_SUM) != first, "the live view did not change in 1 s"
 
-            code, _ = server.request(
-                "POST", "/api/expect", {"camera": "pass", "label": "blue ring"}
-            )
-            assert code == 200
+            # the page's own buttons: the POST goes with the session cookie
+            card.locator(".pick").select_option("blue ring")
+            card.locator(".set").click()
             card.locator(".exp").filter(has_text="blue ring").wait_for(timeout=10_000)
             page.wait_for_selector("#cam-pass.mismatch.alerting", timeout=10_000)
             assert "WRONG" in card.locator(".verdict").inner_text()

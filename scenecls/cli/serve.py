@@ -52,7 +52,16 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
     p.add_argument("--webhook", help="POST each alert (and its resolution) as JSON to this URL")
     p.add_argument("--snapshots", type=Path, help="folder for a JPEG of each alert")
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on POST and DELETE")
+    p.add_argument(
+        "--token",
+        help="require this token on every route but /healthz: scripts send "
+        "'Authorization: Bearer TOKEN', people log in once at /login",
+    )
+    p.add_argument(
+        "--metrics-open",
+        action="store_true",
+        help="with --token: leave /metrics open (for a Prometheus server without the token)",
+    )
     p.add_argument(
         "--alert-after",
         type=float,
@@ -126,9 +135,14 @@ def _check(args: argparse.Namespace) -> list[str]:
             ) from e
     if not _is_loopback(args.host) and not args.token:
         log.warning(
-            "serving on %s without --token: anyone on the network can change the expected "
-            "labels; add --token",
+            "serving on %s without --token: anyone on the network can watch the cameras "
+            "and change the expected labels; add --token",
             args.host,
+        )
+    if args.token and len(args.token.strip()) < 16:
+        log.warning(
+            "--token is short: use 16 or more random characters (openssl rand -hex 16); "
+            "only the login form is rate-limited"
         )
     return names
 
@@ -181,7 +195,9 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
     loop = asyncio.get_running_loop()
     service.events.bind(loop)
     runner = web.AppRunner(
-        create_app(service, args.token or ""), handle_signals=False, shutdown_timeout=1.0
+        create_app(service, args.token or "", metrics_open=args.metrics_open),
+        handle_signals=False,
+        shutdown_timeout=1.0,
     )
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)

@@ -8,7 +8,6 @@ sends can cause a 500.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import math
@@ -18,13 +17,22 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from .access import (
+    COOKIE,
+    SESSION_SECONDS,
+    Access,
+    login_page,
+    login_redirect,
+    safe_next,
+    secure_request,
+)
 from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
 from .service import Service
 
 log = logging.getLogger("scenecls")
 
 SERVICE = web.AppKey("service", Service)
-TOKEN = web.AppKey("token", str)
+ACCESS = web.AppKey("access", Access)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 MAX_BODY = 64 * 1024
 MJPEG_FPS = 15.0
@@ -64,24 +72,30 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    """With ``--token``, POST and DELETE need ``Authorization: Bearer TOKEN``."""
-    token = request.app[TOKEN]
-    if token and request.method in ("POST", "DELETE", "PUT", "PATCH"):
-        got = request.headers.get("Authorization", "")
-        scheme, _, value = got.partition(" ")
-        # compare bytes: compare_digest refuses str with non-ASCII characters
-        sent = value.strip().encode("utf-8", "surrogatepass")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent, token.encode()):
-            return _error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
-    return await handler(request)
+    """With ``--token``, every route but ``/healthz`` (and the login form) needs the
+    bearer token or a session cookie (see :mod:`.access`)."""
+    access = request.app[ACCESS]
+    if access.allowed(request):
+        return await handler(request)
+    person = request.path == "/" and request.method in ("GET", "HEAD")
+    if person and "Authorization" not in request.headers:
+        return login_redirect(request)  # to the form
+    return _error(
+        401,
+        "missing or wrong token: send 'Authorization: Bearer TOKEN', or log in at /login",
+    )
 
 
-def create_app(service: Service, token: str = "") -> web.Application:
-    """The aiohttp application for ``service``; ``token`` protects POST/DELETE."""
+def create_app(service: Service, token: str = "", *, metrics_open: bool = False) -> web.Application:
+    """The aiohttp application for ``service``; ``token`` (when not empty) is needed on
+    every route but ``/healthz``, and on ``/metrics`` unless ``metrics_open``."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
-    app[TOKEN] = token
+    app[ACCESS] = Access(token, metrics_open=metrics_open)
+    app.router.add_get("/login", _login_form)
+    app.router.add_post("/login", _login)
+    app.router.add_post("/logout", _logout)
     app.router.add_get("/", _page)
     app.router.add_get("/api/status", _status)
     app.router.add_get("/api/segments", _segments)
@@ -103,6 +117,58 @@ def _camera(request: web.Request, name: str | None) -> str:
     if name not in service.states:
         raise ApiError(404, f"unknown camera {name!r}; {cameras}")
     return name
+
+
+def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=headers
+    )
+
+
+async def _login_form(request: web.Request) -> web.Response:
+    if not request.app[ACCESS].enabled:
+        return web.Response(status=303, headers={"Location": "/"})
+    return _html(login_page(request.query.get("next", "/")))
+
+
+async def _login(request: web.Request) -> web.Response:
+    """The form's POST: right token -> the session cookie and back where the person was
+    going; wrong -> the form again (401); too many wrong ones -> 429 for a while."""
+    access = request.app[ACCESS]
+    if not access.enabled:
+        return web.Response(status=303, headers={"Location": "/"})
+    client = request.remote or "unknown"
+    wait = access.blocked_for(client)
+    if wait > 0:
+        seconds = str(math.ceil(wait))
+        page = login_page("/", f"too many failed logins: try again in {seconds} s")
+        return _html(page, 429, {"Retry-After": seconds})
+    try:
+        form = await request.post()
+    except ValueError as e:
+        raise ApiError(400, f"send the login form (application/x-www-form-urlencoded): {e}") from e
+    target = safe_next(str(form.get("next", "/")))
+    if not access.bearer_ok(f"Bearer {form.get('token', '')}"):
+        access.failed(client)
+        log.warning("failed login from %s", client)
+        return _html(login_page(target, "wrong token"), 401)
+    reply = web.Response(status=303, headers={"Location": target})
+    reply.set_cookie(
+        COOKIE,
+        access.session_cookie(),
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=secure_request(request),
+    )
+    return reply
+
+
+async def _logout(request: web.Request) -> web.Response:
+    reply = web.Response(status=303, headers={"Location": "/login"})
+    reply.del_cookie(COOKIE, path="/")
+    return reply
 
 
 async def _page(request: web.Request) -> web.Response:

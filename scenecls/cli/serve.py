@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,6 +62,29 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "--metrics-open",
         action="store_true",
         help="with --token: leave /metrics open (for a Prometheus server without the token)",
+    )
+    g = p.add_argument_group("MQTT (labels, alerts and events out; expectations in)")
+    g.add_argument(
+        "--mqtt",
+        metavar="HOST[:PORT]",
+        help="publish to this MQTT broker (port 1883 unless given), with Home Assistant discovery",
+    )
+    g.add_argument("--mqtt-user", help="user name at the broker")
+    g.add_argument(
+        "--mqtt-password",
+        help="password at the broker (better: set SCENECLS_MQTT_PASSWORD, which other users "
+        "of the machine cannot read in the process list)",
+    )
+    g.add_argument("--mqtt-tls", action="store_true", help="connect with TLS (port 8883 usually)")
+    g.add_argument("--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for TLS")
+    g.add_argument(
+        "--mqtt-insecure", action="store_true", help="TLS without checking the certificate"
+    )
+    g.add_argument("--mqtt-prefix", default="scenecls", help="topic prefix (default scenecls)")
+    g.add_argument(
+        "--mqtt-discovery-prefix",
+        default="homeassistant",
+        help="Home Assistant discovery prefix (default homeassistant)",
     )
     p.add_argument(
         "--alert-after",
@@ -122,6 +146,22 @@ def _check(args: argparse.Namespace) -> list[str]:
             raise UsageError(f"--webhook must be an http:// or https:// URL, not {args.webhook!r}")
     if args.token is not None and not args.token.strip():
         raise UsageError("--token must not be empty")
+    args.mqtt_config = None
+    if args.mqtt is not None:
+        from ..serve.mqtt import MqttConfig
+
+        args.mqtt_config = MqttConfig.parse(
+            args.mqtt,
+            username=args.mqtt_user,
+            password=args.mqtt_password or os.environ.get("SCENECLS_MQTT_PASSWORD"),
+            tls=args.mqtt_tls,
+            ca_file=args.mqtt_ca,
+            insecure=args.mqtt_insecure,
+            prefix=args.mqtt_prefix,
+            discovery_prefix=args.mqtt_discovery_prefix,
+        )
+    elif any(getattr(args, a) for a in ("mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca")):
+        raise UsageError("the --mqtt-... options need --mqtt HOST[:PORT]")
     if args.snapshots is not None:
         try:
             args.snapshots.mkdir(parents=True, exist_ok=True)
@@ -213,6 +253,11 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {why}: pick another --port or --host"
         ) from e
+    bridge = None
+    if args.mqtt_config is not None:
+        from ..serve.mqtt import MqttBridge
+
+        bridge = MqttBridge(service, args.mqtt_config).start()
     service.start()
     port = runner.addresses[0][1] if runner.addresses else args.port
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -241,4 +286,6 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         await runner.shutdown()
         await runner.cleanup()
         await asyncio.to_thread(service.stop)
+        if bridge is not None:
+            await asyncio.to_thread(bridge.stop)
     return 0

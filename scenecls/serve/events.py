@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("scenecls")
 
 EVENT_TYPES = (
     "segment",
@@ -36,6 +40,18 @@ class EventHub:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue_size = queue_size
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` for every later event, on the publishing thread: it
+        must not wait (the MQTT bridge only queues)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop that subscribers live on."""
@@ -47,6 +63,12 @@ class EventHub:
             event = {"id": next(self._ids), "type": kind, "time": round(time, 3), **data}
             self.history.append(event)
             subscribers = list(self._subscribers)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the video
+                log.exception("an event listener failed")
         loop = self._loop
         if loop is not None and subscribers and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile

@@ -92,6 +92,7 @@ class Service:
         self._t0 = time.monotonic()
         self._wall0 = time.time() - (time.monotonic() - self._t0)
         self.events = EventHub()
+        self.mqtt: Any = None  # the MQTT bridge, when there is one (its status is shown)
         self.snapshots = snapshots
         self.webhook = webhook
         self.lock = threading.RLock()
@@ -282,6 +283,7 @@ class Service:
             "labels": list(self.names),
             "model": {"device": self.model.device, "precision": self.model.precision},
             "cameras": cams,
+            **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
         }
 
     def _camera_status(self, st: CameraState, now: float) -> dict[str, Any]:

@@ -1,0 +1,313 @@
+"""MQTT for ``scenecls serve --mqtt HOST[:PORT]``: labels, alerts and events out,
+expectations in, and Home Assistant discovery (the way Frigate talks to home automation).
+
+Topics (``PREFIX`` is ``--mqtt-prefix``, default ``scenecls``; ``CAM`` a camera name with
+anything but letters, digits, ``_`` and ``-`` made ``_``):
+
+``PREFIX/available``        ``online`` (retained); ``offline`` as the broker's last will
+``PREFIX/CAM/label``        the smoothed label, retained, on each change
+``PREFIX/CAM/status``       ``online`` / ``offline``: the camera's source, retained
+``PREFIX/CAM/alert``        ``ON`` / ``OFF``: a mismatch alert is active, retained
+``PREFIX/events``           every event as JSON (segments, expectations, alerts and their
+                            resolutions, sources lost and restored), with ``at``: the UTC
+                            time of the frame or request that caused it
+``PREFIX/CAM/expect/set``   in: a label, or ``{"label": ..., "order": ...}``; an empty
+                            payload, ``null`` or ``{"label": null}`` clears it
+
+Home Assistant discovery (``homeassistant/...`` by default): a sensor (the label) and a
+binary sensor (the alert) per camera, retained, sent at every connection and again when
+Home Assistant announces itself (``online`` on ``homeassistant/status``).
+
+The video never waits for the broker: publishing only queues (paho's network thread
+sends), and a broker that is down at the start or goes away is retried with growing
+pauses (1 s to 30 s). Messages published meanwhile (QoS 1) wait in a queue of
+:data:`QUEUE_LIMIT` and are sent when the broker is back; beyond that they are dropped,
+counted (``mqtt.dropped`` in ``/api/status``) and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..version import __version__
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("scenecls")
+
+QUEUE_LIMIT = 10_000
+DEFAULT_PORT = 1883
+
+
+def topic_name(camera: str) -> str:
+    """A camera name as one MQTT topic level (no ``/``, ``+`` or ``#``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", camera) or "_"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Where and how to connect. ``password`` may come from ``$SCENECLS_MQTT_PASSWORD``
+    (a password on the command line is visible to every user of the machine)."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    insecure: bool = False
+    prefix: str = "scenecls"
+    discovery_prefix: str = "homeassistant"
+
+    @classmethod
+    def parse(cls, address: str, **kwargs: Any) -> MqttConfig:
+        """``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) plus the other settings."""
+        text = address.strip()
+        host, port = text, DEFAULT_PORT
+        m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text)
+        if not m:
+            raise UsageError(f"--mqtt {address!r}: give HOST or HOST:PORT (e.g. 10.0.0.5:1883)")
+        host = m.group(1) or m.group(3)
+        if m.group(2) or m.group(4):
+            port = int(m.group(2) or m.group(4))
+        if not 0 < port < 65536:
+            raise UsageError(f"--mqtt {address!r}: the port must be 1..65535")
+        for name in ("prefix", "discovery_prefix"):
+            value = kwargs.get(name)
+            if value is not None and (not value or re.search(r"[#+]|^/|/$", value)):
+                raise UsageError(f"--mqtt-{name.replace('_', '-')} {value!r}: not a topic prefix")
+        ca = kwargs.get("ca_file")
+        if ca is not None and not Path(ca).is_file():
+            raise UsageError(f"--mqtt-ca {ca}: no such file")
+        return cls(host, port, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+class MqttBridge:
+    """Connects ``service`` to a broker (see the module docstring). :meth:`start` never
+    blocks on the network; :meth:`stop` says ``offline`` and disconnects."""
+
+    def __init__(self, service: Service, config: MqttConfig) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.service = service
+        self.config = config
+        self.prefix = config.prefix
+        self.cameras = {topic_name(n): n for n in service.camera_names()}
+        self.connected = False
+        self.connections = 0
+        self.published = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._online: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._watch = threading.Thread(
+            target=self._watch_cameras, name="scenecls-mqtt-cameras", daemon=True
+        )
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"scenecls-{self.prefix.replace('/', '-')}",
+            clean_session=True,
+        )
+        client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
+        if config.username is not None:
+            client.username_pw_set(config.username, config.password)
+        if config.tls or config.ca_file is not None:
+            client.tls_set(
+                ca_certs=str(config.ca_file) if config.ca_file else None,
+                cert_reqs=ssl.CERT_NONE if config.insecure else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(config.insecure)
+        client.reconnect_delay_set(1, 30)
+        client.max_queued_messages_set(QUEUE_LIMIT)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> MqttBridge:
+        self.service.events.add_listener(self._on_event)
+        self.service.mqtt = self
+        self.client.connect_async(self.config.host, self.config.port, keepalive=30)
+        self.client.loop_start()  # paho's network thread: connects, retries, sends
+        self._watch.start()
+        return self
+
+    def _watch_cameras(self) -> None:
+        """Publish each camera's ``online`` / ``offline`` when its source changes state
+        (started, lost, retrying, restored), looked at twice a second."""
+        while not self._stopping.wait(0.5):
+            for cam in self.service.status()["cameras"]:
+                online = "online" if cam["status"] == "running" else "offline"
+                if self._online.get(cam["name"]) != online:
+                    self._online[cam["name"]] = online
+                    topic = f"{self.prefix}/{topic_name(cam['name'])}/status"
+                    self._send(topic, online, retain=True)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        self.service.events.remove_listener(self._on_event)
+        if self.connected:
+            info = self.client.publish(f"{self.prefix}/available", "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
+                info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def status(self) -> dict[str, Any]:
+        """For ``/api/status``: connection and counters."""
+        return {
+            "broker": f"{self.config.host}:{self.config.port}",
+            "connected": self.connected,
+            "connections": self.connections,
+            "published": self.published,
+            "dropped": self.dropped,
+            "queue_limit": QUEUE_LIMIT,
+        }
+
+    # -- publishing --------------------------------------------------------------------
+
+    def _send(self, topic: str, payload: str, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        with self._lock:
+            if info.rc == 15:  # MQTT_ERR_QUEUE_SIZE: the broker has been gone too long
+                self.dropped += 1
+                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                    log.warning(
+                        "MQTT: %d message(s) dropped: the broker at %s:%d has been away too "
+                        "long (queue of %d full)", self.dropped, self.config.host,
+                        self.config.port, QUEUE_LIMIT,
+                    )  # fmt: skip
+            else:
+                self.published += 1
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """Called for every service event (from the thread that raised it): never waits."""
+        camera = event.get("camera")
+        cam = topic_name(camera) if camera else None
+        kind = event["type"]
+        if cam is not None:
+            base = f"{self.prefix}/{cam}"
+            if kind == "segment":
+                self._send(f"{base}/label", str(event["label"]), retain=True)
+            elif kind in ("alert", "alert_resolved"):
+                self._send(f"{base}/alert", "ON" if kind == "alert" else "OFF", retain=True)
+        payload = {**event, "at": self.service.wall(float(event["time"]))}
+        self._send(f"{self.prefix}/events", json.dumps(payload, ensure_ascii=False))
+
+    def _announce(self) -> None:
+        """``online``, discovery, and every camera's current state (all retained)."""
+        self._send(f"{self.prefix}/available", "online", retain=True)
+        self._discovery()
+        for cam in self.service.status()["cameras"]:
+            base = f"{self.prefix}/{topic_name(cam['name'])}"
+            online = "online" if cam["status"] == "running" else "offline"
+            self._online[cam["name"]] = online
+            self._send(f"{base}/status", online, retain=True)
+            self._send(f"{base}/alert", "ON" if cam["alert"] else "OFF", retain=True)
+            if cam["label"] is not None:
+                self._send(f"{base}/label", str(cam["label"]), retain=True)
+
+    def _discovery(self) -> None:
+        """Home Assistant's MQTT discovery: a sensor and a binary sensor per camera."""
+        model = getattr(self.service.model, "bundle", None)
+        for cam, name in self.cameras.items():
+            base = f"{self.prefix}/{cam}"
+            device = {
+                "identifiers": [f"scenecls_{cam}"],
+                "name": f"scenecls {name}",
+                "manufacturer": "scenecls",
+                "model": getattr(model, "model_id", "CLIP"),
+                "sw_version": __version__,
+            }
+            availability = [
+                {"topic": f"{self.prefix}/available"},
+                {"topic": f"{base}/status", "payload_available": "online",
+                 "payload_not_available": "offline"},
+            ]  # fmt: skip
+            common = {"device": device, "availability": availability, "availability_mode": "all"}
+            entities = {
+                f"sensor/scenecls_{cam}/label": {
+                    "name": "label", "unique_id": f"scenecls_{cam}_label",
+                    "state_topic": f"{base}/label", "icon": "mdi:cctv", **common,
+                },
+                f"binary_sensor/scenecls_{cam}/alert": {
+                    "name": "alert", "unique_id": f"scenecls_{cam}_alert",
+                    "state_topic": f"{base}/alert", "payload_on": "ON", "payload_off": "OFF",
+                    "device_class": "problem", **common,
+                },
+            }  # fmt: skip
+            for path, config in entities.items():
+                topic = f"{self.config.discovery_prefix}/{path}/config"
+                self._send(topic, json.dumps(config, ensure_ascii=False), retain=True)
+
+    # -- paho callbacks (paho's network thread) ------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("MQTT: the broker refused the connection: %s", reason)
+            return
+        self.connected = True
+        self.connections += 1
+        log.info("MQTT: connected to %s:%d", self.config.host, self.config.port)
+        client.subscribe(
+            [(f"{self.prefix}/+/expect/set", 1), (f"{self.config.discovery_prefix}/status", 1)]
+        )
+        self._announce()
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if self.connected:
+            log.warning(
+                "MQTT: lost the broker at %s:%d (%s): retrying; messages wait in a queue",
+                self.config.host, self.config.port, reason,
+            )  # fmt: skip
+        self.connected = False
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        topic = message.topic
+        payload = message.payload.decode("utf-8", "replace").strip()
+        if topic == f"{self.config.discovery_prefix}/status":
+            if payload == "online":
+                self._discovery()  # Home Assistant restarted: tell it again
+            return
+        cam = topic[len(self.prefix) + 1 :].split("/")[0]
+        camera = self.cameras.get(cam)
+        if camera is None:
+            log.warning("MQTT: %s: no camera %r here", topic, cam)
+            return
+        try:
+            self._expect(camera, payload)
+        except (ValueError, UsageError) as e:
+            log.warning("MQTT: %s: %s", topic, e)
+
+    def _expect(self, camera: str, payload: str) -> None:
+        """Set or clear ``camera``'s expectation from an ``expect/set`` payload."""
+        label: Any = payload
+        order = None
+        if payload.startswith(("{", "null")):
+            doc = json.loads(payload)
+            if doc is not None and not isinstance(doc, dict):
+                raise ValueError('send a label or {"label": ..., "order": ...}')
+            label = None if doc is None else doc.get("label")
+            order = None if doc is None else doc.get("order")
+        if label in (None, ""):
+            self.service.clear_expectation(camera)
+            return
+        names = {n.casefold(): n for n in self.service.names}
+        known = names.get(str(label).casefold())
+        if known is None:
+            raise ValueError(f"{label!r} is not a label here: {', '.join(self.service.names)}")
+        self.service.expect(camera, known, None if order is None else str(order))

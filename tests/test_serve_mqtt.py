@@ -31,7 +31,8 @@ LABELS = ",".join(synthetic_shapes.CLASSES)
 
 
 def _mosquitto() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").is_file() else None)  # fmt: skip
+    system = Path("/usr/sbin/mosquitto")  # Debian's, outside a user's PATH
+    found = shutil.which("mosquitto") or (str(system) if system.is_file() else None)
     if found:
         return found
     if os.environ.get("CI"):
@@ -143,12 +144,13 @@ def test_topics_discovery_expectations_latency_outage_and_last_will(
     try:
         # announced, discovered, and the label follows the video
         wait_for(lambda: watcher.on("scenecls/available")[-1:] == ["online"])
-        sensor = json.loads(wait_for(
-            lambda: watcher.on("homeassistant/sensor/scenecls_pass/label/config"))[-1])  # fmt: skip
+        discovery = "homeassistant/{}/scenecls_pass/{}/config"
+        sensor = json.loads(wait_for(lambda: watcher.on(discovery.format("sensor", "label")))[-1])
         assert sensor["state_topic"] == "scenecls/pass/label"
         assert sensor["unique_id"] == "scenecls_pass_label"
-        alert = json.loads(wait_for(
-            lambda: watcher.on("homeassistant/binary_sensor/scenecls_pass/alert/config"))[-1])  # fmt: skip
+        alert = json.loads(
+            wait_for(lambda: watcher.on(discovery.format("binary_sensor", "alert")))[-1]
+        )
         assert alert["state_topic"] == "scenecls/pass/alert" and alert["device_class"] == "problem"
         wait_for(lambda: watcher.on("scenecls/pass/status")[-1:] == ["online"])
         wait_for(lambda: {"red circle", "blue ring"} <= set(watcher.on("scenecls/pass/label")))

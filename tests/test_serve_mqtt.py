@@ -171,6 +171,11 @@ def test_topics_discovery_expectations_latency_outage_and_last_will(
         wait_for(lambda: (server.camera("pass")["expected"] or {}).get("order") == "1042")
         watcher.publish("scenecls/pass/expect/set", "")
         wait_for(lambda: server.camera("pass")["expected"] is None)
+        watcher.publish("scenecls/pass/expect/set", "pizza")  # not a label here: ignored
+        watcher.publish("scenecls/grill/expect/set", "red circle")  # no such camera
+        wait_for(lambda: any("not a label here" in line for line in server.log))
+        wait_for(lambda: any("no camera 'grill'" in line for line in server.log))
+        assert server.camera("pass")["expected"] is None
         kinds = {e["type"] for _, e in watcher.events()}
         assert {"expectation_set", "expectation_cleared", "alert", "segment"} <= kinds
 

@@ -56,7 +56,8 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument(
         "--token",
         help="require this token on every route but /healthz: scripts send "
-        "'Authorization: Bearer TOKEN', people log in once at /login",
+        "'Authorization: Bearer TOKEN', people log in once at /login (default: "
+        "$SCENECLS_TOKEN, which other users cannot read in the process list)",
     )
     p.add_argument(
         "--metrics-open",
@@ -144,6 +145,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         url = urlparse(args.webhook)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise UsageError(f"--webhook must be an http:// or https:// URL, not {args.webhook!r}")
+    if args.token is None:
+        args.token = os.environ.get("SCENECLS_TOKEN") or None
     if args.token is not None and not args.token.strip():
         raise UsageError("--token must not be empty")
     args.mqtt_config = None

@@ -184,3 +184,21 @@ def test_sessions_expire_and_need_the_same_token() -> None:
 )  # fmt: skip
 def test_login_only_goes_back_to_local_pages(target: str | None, expected: str) -> None:
     assert safe_next(target) == expected
+
+
+def test_the_token_can_come_from_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """SCENECLS_TOKEN keeps the token out of the process list (systemd's EnvironmentFile)."""
+    video = tmp_path / "pass.mp4"
+    synthetic_shapes.make_video(video, [("red circle", 0, 10)], fps=10)
+    monkeypatch.setenv("SCENECLS_TOKEN", TOKEN)
+    s = ServeProcess(
+        [str(video), "--name", "pass", "--model", str(MODEL), "--labels", LABELS, "--loop"],
+        home=tmp_path / "home",
+    )
+    try:
+        assert fetch(s.url + "/api/status")[0] == 401
+        ok = fetch(s.url + "/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok[0] == 200
+        assert not any(TOKEN in arg for arg in s.proc.args)  # type: ignore[union-attr]
+    finally:
+        s.stop()

@@ -50,6 +50,12 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         "--batch", type=int, default=16, help="frames per encoder call for files (default 16)"
     )
     g.add_argument(
+        "--rtsp-transport",
+        choices=["tcp", "udp"],
+        help="rtsp:// streams: tcp (through firewalls and NAT) or udp (FFmpeg's choice when "
+        "not given)",
+    )
+    g.add_argument(
         "--reconnect-timeout",
         type=float,
         default=30.0,
@@ -101,7 +107,10 @@ def run_video(args: argparse.Namespace) -> int:
     if args.reconnect_timeout < 0:
         raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")
     source = open_source(
-        args.source, image_fps=args.image_fps, reconnect_timeout=args.reconnect_timeout
+        args.source,
+        image_fps=args.image_fps,
+        reconnect_timeout=args.reconnect_timeout,
+        rtsp_transport=args.rtsp_transport,
     )
     if not source.live:  # a file that is no video fails now, before the model loads
         source.open()

@@ -95,6 +95,12 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     p.add_argument("--loop", action="store_true", help="replay video files when they end")
     p.add_argument(
+        "--rtsp-transport",
+        choices=["tcp", "udp"],
+        help="how rtsp:// cameras send video: tcp (through firewalls and NAT, no lost "
+        "packets) or udp (the default of most cameras; FFmpeg's choice when not given)",
+    )
+    p.add_argument(
         "--fps",
         type=float,
         help="analyse at most N frames per second of each camera (default: every frame)",
@@ -234,6 +240,7 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         image_fps=args.image_fps,
         gate=gate,
         max_fps=args.fps,
+        rtsp_transport=args.rtsp_transport,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)

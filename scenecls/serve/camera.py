@@ -20,7 +20,7 @@ log = logging.getLogger("scenecls")
 
 STATUSES = ("starting", "running", "retrying", "ended", "stopped")
 BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 2.0  # a camera that comes back streams again within this (plus its open)
 
 
 class Camera:
@@ -44,6 +44,7 @@ class Camera:
         max_fps: float | None = None,
         on_state: Callable[[Camera, str, str | None], None] | None = None,
         open_source_fn: Callable[[str, float], FrameSource] | None = None,
+        rtsp_transport: str | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -55,7 +56,9 @@ class Camera:
         self.on_state = on_state
         # the camera does its own reconnecting (with a status), so sources never retry
         self._open_source = open_source_fn or (
-            lambda spec, fps: open_source(spec, image_fps=fps, reconnect_timeout=0)
+            lambda spec, fps: open_source(
+                spec, image_fps=fps, reconnect_timeout=0, rtsp_transport=rtsp_transport
+            )
         )
         self.status = "starting"
         self.error: str | None = None

@@ -84,6 +84,7 @@ class Service:
         image_fps: float = 1.0,
         gate: GateConfig | None = None,
         max_fps: float | None = None,
+        rtsp_transport: str | None = None,
     ) -> None:
         self.model = model
         self.labelset = labelset
@@ -104,7 +105,8 @@ class Service:
         self.states: dict[str, CameraState] = {}
         for name, spec in sources:
             cam = Camera(name, spec, clock=self.clock, loop=loop, image_fps=image_fps,
-                         max_fps=max_fps, on_state=self._on_camera_state)  # fmt: skip
+                         max_fps=max_fps, on_state=self._on_camera_state,
+                         rtsp_transport=rtsp_transport)  # fmt: skip
             self.states[name] = CameraState(
                 cam,
                 Smoother(config),

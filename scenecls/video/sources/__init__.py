@@ -33,11 +33,16 @@ __all__ = [
 
 
 def open_source(
-    spec: str | int, image_fps: float = 1.0, reconnect_timeout: float = 30.0
+    spec: str | int,
+    image_fps: float = 1.0,
+    reconnect_timeout: float = 30.0,
+    rtsp_transport: str | None = None,
 ) -> FrameSource:
     """A source for ``spec``: a webcam index (``0``), a stream URL, a folder of images or
     a video file. The source is not opened yet. ``reconnect_timeout``: seconds a webcam
     or stream is retried when it cannot be opened or drops (0: never).
+    ``rtsp_transport``: ``tcp`` or ``udp`` for ``rtsp://`` streams (None: FFmpeg's
+    choice).
 
     Raises :class:`UsageError` when ``spec`` names nothing (a missing path, a URL scheme
     scenecls does not read)."""
@@ -54,7 +59,7 @@ def open_source(
                 f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, "
                 "a file, a folder or a webcam index"
             )
-        return LiveCaptureSource(spec, reconnect_timeout)
+        return LiveCaptureSource(spec, reconnect_timeout, rtsp_transport)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, image_fps)

@@ -1,0 +1,61 @@
+"""An RTSP server for the tests: GStreamer's RTSP server (Debian's
+gir1.2-gst-rtsp-server-1.0), run by the system Python that has ``gi``:
+
+    /usr/bin/python3 tests/rtsp_server.py PORT VIDEO.mp4 [MOUNT]
+
+serves the H.264 of VIDEO.mp4 in a loop (no re-encoding) at rtsp://127.0.0.1:PORT/MOUNT
+(default /pass), prints ``ready`` once it listens, and stops on SIGTERM or SIGINT.
+SIGUSR1 stalls the stream (the media stops sending, the connection stays open) and
+SIGUSR2 lets it go on.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> int:
+    port, video = sys.argv[1], sys.argv[2]
+    mount = sys.argv[3] if len(sys.argv) > 3 else "/pass"
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( multifilesrc location={video} loop=true ! qtdemux ! h264parse "
+        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(True)
+    medias: list = []
+    factory.connect("media-configure", lambda f, media: medias.append(media))
+    server.get_mount_points().add_factory(mount, factory)
+    if server.attach(None) == 0:
+        print("cannot listen", flush=True)
+        return 1
+    loop = GLib.MainLoop()
+
+    def stall(paused: bool) -> bool:
+        for media in medias:
+            element = media.get_element()
+            element.set_state(Gst.State.PAUSED if paused else Gst.State.PLAYING)
+        return False
+
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, lambda: stall(True) or True)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR2, lambda: stall(False) or True)
+    print("ready", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -61,6 +61,20 @@ def tiny_bundle(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="session")
+def full_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full-size ViT-B/32 architecture with random weights, hub layout (about 600 MB:
+    built once per session, for the tests that need real speed)."""
+    return build_ref_model(tmp_path_factory.mktemp("full") / "clip-b32", tiny=False)
+
+
+@pytest.fixture(scope="session")
+def full_bundle(full_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from scenecls.model.export import export_bundle
+
+    return export_bundle(str(full_hf), tmp_path_factory.mktemp("bundles") / "full-fp32")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_bundle: Path):
     import scenecls
 

@@ -5,7 +5,7 @@ gir1.2-gst-rtsp-server-1.0), run by the system Python that has ``gi``:
 
 serves the H.264 of VIDEO.mp4 in a loop (no re-encoding) at rtsp://127.0.0.1:PORT/MOUNT
 (default /pass), prints ``ready`` once it listens, and stops on SIGTERM or SIGINT.
-SIGUSR1 stalls the stream (the media stops sending, the connection stays open) and
+SIGUSR1 stalls the stream (a valve drops the video, the connection stays open) and
 SIGUSR2 lets it go on.
 """
 
@@ -31,7 +31,7 @@ def main() -> int:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         f"( multifilesrc location={video} loop=true ! qtdemux ! h264parse "
-        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        "! valve name=stall drop=false ! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
     medias: list = []
@@ -42,10 +42,11 @@ def main() -> int:
         return 1
     loop = GLib.MainLoop()
 
-    def stall(paused: bool) -> bool:
-        for media in medias:
-            element = media.get_element()
-            element.set_state(Gst.State.PAUSED if paused else Gst.State.PLAYING)
+    def stall(stalled: bool) -> bool:
+        for media in medias:  # the valve drops the video; the connection stays open
+            valve = media.get_element().get_by_name("stall")
+            if valve is not None:
+                valve.set_property("drop", stalled)
         return False
 
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)

@@ -8,13 +8,10 @@ from pathlib import Path
 import fidelity  # scripts/fidelity.py; scripts/ is on the path (conftest)
 import pytest
 
-from .conftest import build_ref_model
-
 pytestmark = pytest.mark.slow
 
 
-def test_full_size_model_meets_the_fidelity_bars(tmp_path_factory) -> None:
-    hf: Path = build_ref_model(tmp_path_factory.mktemp("full") / "clip-b32", tiny=False)
-    report = fidelity.measure(hf, frames_per_video=3)
+def test_full_size_model_meets_the_fidelity_bars(full_hf: Path) -> None:
+    report = fidelity.measure(full_hf, frames_per_video=3)
     assert report["frames"] >= 18
     assert fidelity.failures(report) == [], report

@@ -307,6 +307,17 @@ class LiveCaptureSource(_CaptureSource):
         """Stop waiting for a reconnect (called from another thread when a run stops)."""
         self._cancel.set()
 
+    def _decode(self) -> np.ndarray | None:
+        """The next image, or None when the stream ended, broke, or stalled: a read that
+        waited the whole I/O timeout (FFmpeg may then still hand over a stale frame) means
+        the camera stopped sending."""
+        started = time.monotonic()
+        image = super()._decode()
+        if not isinstance(self.target, int) and time.monotonic() - started >= self.io_timeout_s:
+            log.warning("%s sent nothing for %.0f s: it stalled", self._what, self.io_timeout_s)
+            return None
+        return image
+
     def read(self) -> Frame | None:
         image = self._decode()
         if image is None:

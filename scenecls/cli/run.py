@@ -68,6 +68,19 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     g = run.add_argument_group("outputs (any combination)")
     g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
     g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
+    g.add_argument(
+        "--segment-minutes",
+        type=float,
+        metavar="M",
+        help="--out in files of M minutes, OUT-YYYYmmdd-HHMMSS.mp4 beside OUT, each "
+        "complete when the next starts (for live sources that run for days)",
+    )
+    g.add_argument(
+        "--keep-hours",
+        type=float,
+        metavar="H",
+        help="with --segment-minutes: delete those files when older than H hours",
+    )
     g.add_argument("--jsonl", type=Path, help="one JSON line per analysed frame")
     g.add_argument("--segments", type=Path, help="segments as .json or .csv")
     g.add_argument("--srt", type=Path, help="captions, one per segment (SubRip)")
@@ -88,6 +101,7 @@ def run_video(args: argparse.Namespace) -> int:
         CaptionSink,
         EmbeddingsSink,
         JsonlSink,
+        RecordingSink,
         SegmentsSink,
         VideoSink,
         WindowSink,
@@ -127,8 +141,28 @@ def run_video(args: argparse.Namespace) -> int:
         sinks.append(CaptionSink(args.vtt, "vtt"))
     if args.embeddings:
         sinks.append(EmbeddingsSink(args.embeddings, args.embeddings_dtype))
-    if args.out:
+    if args.keep_hours is not None and args.segment_minutes is None:
+        raise UsageError("--keep-hours needs --segment-minutes (and --out)")
+    if args.segment_minutes is not None:
+        if not args.out:
+            raise UsageError("--segment-minutes needs --out: where the files go")
+        if args.out.suffix.lower() != ".mp4":
+            raise UsageError(f"--out {args.out}: with --segment-minutes, name an .mp4")
+        sinks.append(
+            RecordingSink(
+                args.out.parent if str(args.out.parent) else Path("."),
+                prefix=args.out.stem,
+                segment=args.segment_minutes * 60,
+                keep=None if args.keep_hours is None else args.keep_hours * 3600,
+            )
+        )
+    elif args.out:
         sinks.append(VideoSink(args.out))
+        if source.live:
+            log.warning(
+                "--out on a live source: one file that grows (about 120 MB of memory a day "
+                "at 30 fps) and plays only once the run ends; --segment-minutes M rotates it"
+            )
     if args.show:
         sinks.append(WindowSink(f"scenecls: {args.source}"))
     if not sinks:

@@ -53,6 +53,29 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
     p.add_argument("--webhook", help="POST each alert (and its resolution) as JSON to this URL")
     p.add_argument("--snapshots", type=Path, help="folder for a JPEG of each alert")
+    g = p.add_argument_group("recordings")
+    g.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record each camera's annotated video into DIR, as CAMERA-YYYYmmdd-HHMMSS.mp4 "
+        "files that rotate (UTC start times)",
+    )
+    g.add_argument(
+        "--segment-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="with --record: minutes per file (default 10); each file is complete and "
+        "playable as soon as the next starts",
+    )
+    g.add_argument(
+        "--keep-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="with --record: delete files older than H hours (default 24; 0: keep all)",
+    )
     p.add_argument(
         "--token",
         help="require this token on every route but /healthz: scripts send "
@@ -171,6 +194,12 @@ def _check(args: argparse.Namespace) -> list[str]:
         )
     elif any(getattr(args, a) for a in ("mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca")):
         raise UsageError("the --mqtt-... options need --mqtt HOST[:PORT]")
+    if not args.segment_minutes > 0:
+        raise UsageError(f"--segment-minutes must be more than 0, not {args.segment_minutes}")
+    if not args.keep_hours >= 0:
+        raise UsageError(f"--keep-hours must be 0 (keep all) or more, not {args.keep_hours}")
+    if args.record is not None and not args.record.is_dir():
+        raise UsageError(f"--record {args.record}: no such folder: create it first")
     if args.snapshots is not None:
         try:
             args.snapshots.mkdir(parents=True, exist_ok=True)
@@ -241,6 +270,9 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         gate=gate,
         max_fps=args.fps,
         rtsp_transport=args.rtsp_transport,
+        record=args.record,
+        segment_minutes=args.segment_minutes,
+        keep_hours=args.keep_hours or None,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)

@@ -68,6 +68,7 @@ class Camera:
         self.dropped = 0
         self.reconnects = 0
         self.size: tuple[int, int] | None = None
+        self.fps: float | None = None  # the source's nominal rate, once opened
         self._slot: Frame | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -112,6 +113,7 @@ class Camera:
                 source = self._open_source(self.spec, self.image_fps)
                 source.open()
                 self.size = source.size
+                self.fps = source.fps
                 self._set("running", None)
                 backoff = BACKOFF_FIRST
                 finished = self._pump(source)

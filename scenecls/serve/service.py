@@ -8,6 +8,7 @@ camera threads (lost/restored) and the web server (expectations).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -29,6 +30,8 @@ from ..model.scoring import score
 from ..types import Prediction
 from ..video.gate import ChangeGate, GateConfig
 from ..video.overlay import Overlay
+from ..video.sinks import RunInfo
+from ..video.sinks.recording import RecordingSink
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
 from .camera import Camera
@@ -51,6 +54,8 @@ class CameraState:
     monitor: MismatchMonitor
     gate: ChangeGate
     prediction: Prediction | None = None
+    recorder: RecordingSink | None = None  # --record: the rotating annotated video
+    recording: bool = False  # the recorder has started
     analysed: int = 0
     encoded: int = 0
     alerts: int = 0
@@ -85,6 +90,9 @@ class Service:
         gate: GateConfig | None = None,
         max_fps: float | None = None,
         rtsp_transport: str | None = None,
+        record: Path | None = None,
+        segment_minutes: float = 10.0,
+        keep_hours: float | None = 24.0,
     ) -> None:
         self.model = model
         self.labelset = labelset
@@ -115,6 +123,14 @@ class Service:
                 MismatchMonitor(name, alert_after, ids=ids),  # ids unique across cameras
                 ChangeGate(gate),
             )
+            if record is not None:
+                self.states[name].recorder = RecordingSink(
+                    record,
+                    prefix=name,
+                    segment=segment_minutes * 60,
+                    keep=None if keep_hours is None else keep_hours * 3600,
+                    fps=max_fps,
+                )
 
     # -- clock -----------------------------------------------------------------------
 
@@ -139,6 +155,11 @@ class Service:
         self._engine.join(5.0)
         for st in self.states.values():
             st.camera.stop()
+            if st.recorder is not None and st.recording:
+                try:  # the file being written is finalised, playable
+                    st.recorder.finish(())
+                except Exception as e:
+                    log.error("camera %s: finishing the recording failed: %s", st.camera.name, e)
         if self.webhook is not None:
             self.webhook.close()
 
@@ -194,7 +215,27 @@ class Service:
             # snapshot): the analysis loop only keeps what to draw
             st.view = (frame.image_bgr, pred, strip, frame.timestamp)
             st.view_seq += 1
+            if st.recorder is not None:
+                self._record(st, frame, pred, strip)
             self._handle_alerts(st, changes, frame.timestamp)
+
+    def _record(self, st: CameraState, frame: Any, pred: Prediction, strip: list[Any]) -> None:
+        """Add the annotated frame to the camera's recording (``--record``). A recording
+        that fails is logged and stopped; the camera goes on."""
+        recorder = st.recorder
+        assert recorder is not None
+        try:
+            if not st.recording:
+                cam = st.camera
+                recorder.start(RunInfo(cam.spec, tuple(self.names), cam.size, cam.fps, True))
+                st.recording = True
+            image = st.overlay.draw(frame.image_bgr, pred, strip, frame.timestamp)
+            recorder.on_frame(frame, pred, True, image)
+        except Exception as e:
+            log.error("camera %s: recording stopped: %s", st.camera.name, e)
+            st.recorder = None
+            with contextlib.suppress(Exception):
+                recorder.finish(())
 
     def _handle_alerts(self, st: CameraState, changes: list[tuple[str, Alert]], t: float) -> None:
         for kind, alert in changes:

@@ -4,6 +4,7 @@ from ...errors import OutputError
 from .base import EmbeddingBatch, RunInfo, Sink, check_writable, write_text_atomic
 from .embeddings import EmbeddingsSink
 from .files import CaptionSink, JsonlSink, SegmentsSink, captions_text
+from .recording import RecordingSink
 from .video import VideoSink, WindowSink
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "EmbeddingsSink",
     "JsonlSink",
     "OutputError",
+    "RecordingSink",
     "RunInfo",
     "SegmentsSink",
     "Sink",

@@ -1,0 +1,169 @@
+"""Recordings that rotate: the annotated video of a live source, in files of a few
+minutes each, for weeks.
+
+One mp4 that grows for days keeps its whole index in memory until it is closed (about
+120 MB a day at 30 fps) and is unplayable until then. :class:`RecordingSink` writes
+``PREFIX-YYYYmmdd-HHMMSS.mp4`` files (UTC, the time the file starts) of ``segment``
+seconds each: when one is full it is finalised (and checked to play) on a thread of its
+own while the next one is already being written, so every closed file is complete and
+memory stays flat. Files of this prefix older than ``keep`` seconds are deleted. Each
+file has a constant frame rate and keeps real time: a live source's frames are repeated
+or skipped to fill the time they stand for (a gap in the input is not filled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ...errors import OutputError, UsageError
+from ...types import Frame, Prediction, Segment
+from .base import RunInfo, Sink, check_writable
+from .video import VideoSink
+
+log = logging.getLogger("scenecls")
+
+_STAMP = "%Y%m%d-%H%M%S"
+
+
+class RecordingSink(Sink):
+    """The annotated video in ``folder/PREFIX-STAMP.mp4`` files of ``segment`` seconds
+    of the source's time; files older than ``keep`` seconds (by their start) are
+    deleted (``None``: kept). ``clock``: wall time for the names (tests move it)."""
+
+    needs_overlay = True
+    needs_every_frame = True
+
+    def __init__(
+        self,
+        folder: str | Path,
+        prefix: str = "recording",
+        *,
+        segment: float = 600.0,
+        keep: float | None = None,
+        fps: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise UsageError(f"recordings folder {folder} does not exist: create it first")
+        check_writable(self.folder / f".{prefix}-probe.mp4", "recordings folder")
+        if not segment > 0:
+            raise UsageError(f"--segment-minutes must be more than 0, not {segment / 60:g}")
+        if keep is not None and not keep > 0:
+            raise UsageError(f"--keep-hours must be more than 0, not {keep / 3600:g}")
+        self.prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix) or "recording"
+        self.segment = float(segment)
+        self.keep = keep
+        self.fps = fps
+        self.clock = clock or time.time
+        self.files: list[Path] = []  # finished, in order
+        self.deleted: list[Path] = []
+        self._current: VideoSink | None = None
+        self._started_at = 0.0  # source time the current file began
+        self._written = 0  # frames in the current file
+        self._fps = 25.0
+        self._info: RunInfo | None = None
+        self._closing: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def start(self, info: RunInfo) -> None:
+        self._info = info
+        self._fps = float(self.fps or info.fps or 25.0)
+
+    def _name(self) -> Path:
+        stamp = datetime.fromtimestamp(self.clock(), timezone.utc).strftime(_STAMP)
+        path = self.folder / f"{self.prefix}-{stamp}.mp4"
+        n = 1
+        while path.exists() or any(path == f for f in self.files):  # two in one second
+            n += 1
+            path = self.folder / f"{self.prefix}-{stamp}-{n}.mp4"
+        return path
+
+    def _open(self, t: float) -> VideoSink:
+        sink = VideoSink(self._name(), fps=self._fps)
+        assert self._info is not None
+        sink.start(self._info)
+        self._current, self._started_at, self._written = sink, t, 0
+        return sink
+
+    def _close_in_background(self, sink: VideoSink) -> None:
+        """Finalise ``sink`` (release, check that it plays, rename) off the video's way."""
+
+        def close() -> None:
+            try:
+                sink.finish(())
+                with self._lock:
+                    self.files.append(sink.path)
+            except BaseException as e:  # reported at the next frame or at the end
+                with self._lock:
+                    self._errors.append(e)
+
+        thread = threading.Thread(target=close, name="scenecls-recording-close", daemon=True)
+        thread.start()
+        self._closing = [t for t in self._closing if t.is_alive()] + [thread]
+
+    def on_frame(
+        self,
+        frame: Frame,
+        prediction: Prediction | None,
+        analysed: bool,
+        annotated_bgr: object | None = None,
+    ) -> None:
+        with self._lock:
+            if self._errors:
+                raise OutputError(f"recording in {self.folder} failed: {self._errors[0]}")
+        t = frame.timestamp
+        sink = self._current
+        if sink is not None and t - self._started_at >= self.segment:
+            self._close_in_background(sink)
+            sink = None
+            self._expire()
+        if sink is None:
+            sink = self._open(t)
+        # a constant-rate file that keeps real time: a frame is written as often as the
+        # time it stands for needs (a live source delivers what the analysis keeps up
+        # with), and not at all when frames come faster than the file's rate
+        due = math.floor((t - self._started_at) * self._fps) + 1 - self._written
+        if due > 2 * self._fps:  # the input was lost for a while: do not fill the gap
+            self._started_at = t - self._written / self._fps
+            due = 1
+        for _ in range(max(0, due)):
+            sink.on_frame(frame, prediction, analysed, annotated_bgr)
+        self._written += max(0, due)
+
+    def _expire(self) -> None:
+        """Delete this recorder's files that started more than ``keep`` seconds ago."""
+        if self.keep is None:
+            return
+        limit = self.clock() - self.keep
+        pattern = re.compile(re.escape(self.prefix) + r"-(\d{8}-\d{6})(?:-\d+)?\.mp4$")
+        for path in sorted(self.folder.glob(f"{self.prefix}-*.mp4")):
+            m = pattern.match(path.name)
+            if not m:
+                continue
+            started = datetime.strptime(m.group(1), _STAMP).replace(tzinfo=timezone.utc)
+            if started.timestamp() < limit:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    self.deleted.append(path)
+                    log.info("recording %s deleted (older than the kept hours)", path.name)
+
+    def finish(self, segments: Sequence[Segment]) -> None:
+        if self._current is not None:
+            self._close_in_background(self._current)
+            self._current = None
+        for thread in self._closing:
+            thread.join()
+        self._closing = []
+        self.files.sort()
+        if self._errors:
+            raise OutputError(f"recording in {self.folder} failed: {self._errors[0]}")

@@ -3,7 +3,8 @@ minutes each, for weeks.
 
 One mp4 that grows for days keeps its whole index in memory until it is closed (about
 120 MB a day at 30 fps) and is unplayable until then. :class:`RecordingSink` writes
-``PREFIX-YYYYmmdd-HHMMSS.mp4`` files (UTC, the time the file starts) of ``segment``
+``PREFIX-YYYYmmdd-HHMMSS.mp4`` files (UTC, when the file starts: wall time for a live
+source; for a video file, the run's start plus the file's time) of ``segment``
 seconds each: when one is full it is finalised (and checked to play) on a thread of its
 own while the next one is already being written, so every closed file is complete and
 memory stays flat. Files of this prefix older than ``keep`` seconds are deleted. Each
@@ -70,6 +71,8 @@ class RecordingSink(Sink):
         self._started_at = 0.0  # source time the current file began
         self._written = 0  # frames in the current file
         self._fps = 25.0
+        self._wall_base: float | None = None  # wall time at source time 0
+        self._names: set[Path] = set()
         self._info: RunInfo | None = None
         self._closing: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -79,17 +82,22 @@ class RecordingSink(Sink):
         self._info = info
         self._fps = float(self.fps or info.fps or 25.0)
 
-    def _name(self) -> Path:
-        stamp = datetime.fromtimestamp(self.clock(), timezone.utc).strftime(_STAMP)
+    def _name(self, t: float) -> Path:
+        """The file for a segment starting at source time ``t``: named by the wall time
+        the source was at ``t`` (a live source: now; a file: the run's start plus ``t``)."""
+        if self._wall_base is None:
+            self._wall_base = self.clock() - t
+        stamp = datetime.fromtimestamp(self._wall_base + t, timezone.utc).strftime(_STAMP)
         path = self.folder / f"{self.prefix}-{stamp}.mp4"
         n = 1
-        while path.exists() or any(path == f for f in self.files):  # two in one second
+        while path.exists() or path in self._names:  # two in one second
             n += 1
             path = self.folder / f"{self.prefix}-{stamp}-{n}.mp4"
+        self._names.add(path)
         return path
 
     def _open(self, t: float) -> VideoSink:
-        sink = VideoSink(self._name(), fps=self._fps)
+        sink = VideoSink(self._name(t), fps=self._fps)
         assert self._info is not None
         sink.start(self._info)
         self._current, self._started_at, self._written = sink, t, 0

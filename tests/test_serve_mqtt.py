@@ -5,6 +5,7 @@ or is not there at the start, and the last will."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -50,13 +51,23 @@ class Broker:
     """Mosquitto on ``port``, persisting sessions in ``folder`` (so a restart keeps the
     watcher's subscription and the messages queued for it)."""
 
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None) -> None:
         self.binary = _mosquitto()
         self.port = port
         folder.mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if users:  # a broker that wants a user name and password
+            passwords = folder / "passwords"
+            passwords.write_text("")
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password],
+                               check=True, capture_output=True)  # fmt: skip
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
+        # as root, mosquitto would drop to the user "mosquitto", who cannot read the
+        # test's private folders: stay the user that runs the tests
         self.conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {port} 127.0.0.1\n{auth}user {getpass.getuser()}\n"
             f"persistence true\npersistence_location {folder}/\n"
         )
         self.proc: subprocess.Popen | None = None
@@ -240,6 +251,26 @@ def test_a_broker_that_is_not_there_yet_does_not_stop_the_video(
     finally:
         if server.proc.poll() is None:
             server.stop()
+        broker.stop()
+
+
+def test_a_broker_with_passwords(video: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    broker = Broker(tmp_path / "broker", port, users={"chef": "s3cret-pass"}).start()
+    monkeypatch.setenv("SCENECLS_MQTT_PASSWORD", "wrong")
+    refused = serve(video, port, tmp_path / "home1", "--mqtt-user", "chef")
+    try:
+        wait_for(lambda: any("refused the connection" in line for line in refused.log))
+        assert refused.status()["mqtt"]["connected"] is False
+        assert refused.camera("pass")["status"] == "running"  # the video goes on
+    finally:
+        refused.stop()
+    monkeypatch.setenv("SCENECLS_MQTT_PASSWORD", "s3cret-pass")  # not on the command line
+    server = serve(video, port, tmp_path / "home2", "--mqtt-user", "chef")
+    try:
+        wait_for(lambda: server.status()["mqtt"]["connected"] is True)
+    finally:
+        server.stop()
         broker.stop()
 
 

@@ -148,12 +148,11 @@ class MqttBridge:
         """Publish each camera's ``online`` / ``offline`` when its source changes state
         (started, lost, retrying, restored), looked at twice a second."""
         while not self._stopping.wait(0.5):
-            for cam in self.service.status()["cameras"]:
-                online = "online" if cam["status"] == "running" else "offline"
-                if self._online.get(cam["name"]) != online:
-                    self._online[cam["name"]] = online
-                    topic = f"{self.prefix}/{topic_name(cam['name'])}/status"
-                    self._send(topic, online, retain=True)
+            for name, st in list(self.service.states.items()):  # no full status: cheap
+                online = "online" if st.camera.status == "running" else "offline"
+                if self._online.get(name) != online:
+                    self._online[name] = online
+                    self._send(f"{self.prefix}/{topic_name(name)}/status", online, retain=True)
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping.set()

@@ -207,27 +207,6 @@ def test_stop_event_ends_the_run_with_valid_outputs(tiny_model, tmp_path: Path) 
     assert stats.end_time == pytest.approx(stats.frames_analysed * 0.1, abs=1e-6)
 
 
-def test_window_quits_on_q_or_esc(tiny_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from scenecls.video.sinks import WindowSink
-    from scenecls.video.sinks import video as video_sinks
-
-    shown = []
-    keys = iter([-1, -1, ord("q")] + [-1] * 10_000)
-    monkeypatch.setenv("DISPLAY", ":99")
-    monkeypatch.setattr(video_sinks.cv2, "imshow", lambda title, img: shown.append(img.shape))
-    monkeypatch.setattr(video_sinks.cv2, "waitKey", lambda ms: next(keys))
-    monkeypatch.setattr(video_sinks.cv2, "destroyWindow", lambda title: None)
-    video = next(v for v in VIDEOS if v.suffix == ".mp4")
-    stats = Pipeline(
-        tiny_model,
-        LABELS,
-        VideoFileSource(video),
-        [WindowSink()],
-        config=PipelineConfig(batch_size=1),
-    ).run()
-    assert len(shown) == 3 and stats.frames_analysed == 3  # stopped right after the q
-
-
 def test_bounded_samples_stay_small_and_ordered() -> None:
     from scenecls.video.pipeline import BoundedSamples
 

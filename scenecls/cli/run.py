@@ -66,7 +66,18 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     add_gate_options(run)
     add_smoothing_options(run)
     g = run.add_argument_group("outputs (any combination)")
-    g.add_argument("--show", action="store_true", help="show a window; q or Esc quits")
+    g.add_argument(
+        "--show",
+        action="store_true",
+        help="watch in a window: files play at their own speed (see --speed); keys: space "
+        "pauses, q or Esc quits, s saves a snapshot, f toggles full screen",
+    )
+    g.add_argument(
+        "--speed",
+        metavar="X|max",
+        help="with --show on a file: play at X times the video's speed (default 1), or max: "
+        "as fast as the analysis goes; the outputs are the same at any speed",
+    )
     g.add_argument("--out", type=Path, help="annotated video (.mp4, .avi, .mkv, .mov)")
     g.add_argument(
         "--segment-minutes",
@@ -105,7 +116,9 @@ def run_video(args: argparse.Namespace) -> int:
         SegmentsSink,
         VideoSink,
         WindowSink,
+        run_with_window,
     )
+    from ..video.sinks.window import parse_speed, window_title
     from ..video.smoothing import Smoother, SmoothingConfig
     from ..video.sources import open_source
 
@@ -163,8 +176,22 @@ def run_video(args: argparse.Namespace) -> int:
                 "--out on a live source: one file that grows (about 120 MB of memory a day "
                 "at 30 fps) and plays only once the run ends; --segment-minutes M rotates it"
             )
+    window = None
+    if args.speed is not None and not args.show:
+        raise UsageError("--speed sets how fast --show plays a file: add --show")
     if args.show:
-        sinks.append(WindowSink(f"scenecls: {args.source}"))
+        if args.speed is not None and source.live:
+            raise UsageError(
+                f"--speed: {args.source} is live and shows each frame as it comes: drop --speed"
+            )
+        written = [args.out, args.jsonl, args.segments, args.srt, args.vtt, args.embeddings]
+        first = next((p for p in written if p is not None), None)
+        window = WindowSink(
+            window_title(args.source),
+            speed=parse_speed(args.speed) if args.speed is not None else 1.0,
+            snapshot_dir=first.parent if first is not None else None,
+        )
+        sinks.append(window)
     if not sinks:
         log.warning(
             "no output chosen: add --show, --out, --jsonl, --segments, --srt, --vtt or --embeddings"
@@ -189,11 +216,16 @@ def run_video(args: argparse.Namespace) -> int:
         on_progress=progress.update,
     )
     try:
-        stats = pipeline.run(guard.stop)
+        if window is not None:
+            stats = run_with_window(pipeline.run, window, guard.stop)
+        else:
+            stats = pipeline.run(guard.stop)
     finally:
         progress.close()
     if not args.quiet:
         print(stats.summary(), file=sys.stderr)
+        if window is not None:
+            print(window.summary(), file=sys.stderr)
     if stats.frames_read == 0 and not stats.interrupted:
         raise InputError(f"no frame could be decoded from {args.source}: is it a video?")
     if stats.frames_skipped:

@@ -113,6 +113,8 @@ class RunStats:
     gaps: list[tuple[float, float]] = field(default_factory=list)
     interrupted: bool = False
     end_time: float = 0.0
+    # a sink (a window playing a file) held the run to its playback speed
+    paced: bool = False
 
     @property
     def fps(self) -> float:
@@ -137,7 +139,8 @@ class RunStats:
             + ("  [input ended early: truncated?]" if self.ended_early else ""),
             f"encoded     {self.frames_encoded} of {self.frames_analysed} analysed frames "
             f"({self.encoded_share:.0%}); the change gate skipped the others",
-            f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s",
+            f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s"
+            + ("  (held to the window's playback: sinks include the wait)" if self.paced else ""),
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
             + ("  (live: decode includes waiting for the camera)" if self.live else ""),
@@ -330,8 +333,13 @@ class Pipeline:
             error = e
             raise
         finally:
-            stats.interrupted = stop.is_set() or isinstance(error, KeyboardInterrupt)
+            stats.interrupted = (
+                stop.is_set()
+                or isinstance(error, KeyboardInterrupt)
+                or any(s.stop_requested for s in started)
+            )
             reader.close()
+            stats.paced = any(s.paces for s in started)
             stats.raw_switches = raw_switches.switches
             stats.smoothed_switches = smoothed_switches.switches
             stats.frames_read = reader.frames_read + getattr(self.source, "passed_over", 0)

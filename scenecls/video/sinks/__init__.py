@@ -5,7 +5,8 @@ from .base import EmbeddingBatch, RunInfo, Sink, check_writable, write_text_atom
 from .embeddings import EmbeddingsSink
 from .files import CaptionSink, JsonlSink, SegmentsSink, captions_text
 from .recording import RecordingSink
-from .video import VideoSink, WindowSink
+from .video import VideoSink
+from .window import WindowSink, run_with_window
 
 __all__ = [
     "CaptionSink",
@@ -21,5 +22,6 @@ __all__ = [
     "WindowSink",
     "captions_text",
     "check_writable",
+    "run_with_window",
     "write_text_atomic",
 ]

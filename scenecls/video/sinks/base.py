@@ -60,11 +60,14 @@ class Sink:
     ``needs_overlay`` sinks receive the annotated image in ``annotated_bgr``. When a file
     is analysed at a lower rate (``analysis_fps``) and no sink sets
     ``needs_every_frame``, the frames in between are never converted to images and sinks
-    see only the analysed frames.
+    see only the analysed frames. ``paces``: :meth:`on_frame` may wait for a clock (a
+    window playing a file), so the run goes no faster than that.
     """
 
     needs_overlay = False
     needs_every_frame = False
+    # on_frame waits for a clock (a window playing a file at its own speed)
+    paces = False
 
     def start(self, info: RunInfo) -> None:
         """Called once before the first frame."""

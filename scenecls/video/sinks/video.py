@@ -1,8 +1,7 @@
-"""The annotated video output and the live window."""
+"""The annotated video output."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -124,42 +123,3 @@ def _plays(path: Path, frames: int) -> bool:
         return count <= 0 or count >= 0.95 * frames
     finally:
         cap.release()
-
-
-class WindowSink(Sink):
-    """Shows the annotated frames in a window; q or Esc asks the run to stop."""
-
-    needs_overlay = True
-    needs_every_frame = True
-
-    def __init__(self, title: str = "scenecls") -> None:
-        if os.name == "posix" and not (
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        ):
-            raise UsageError(
-                "--show needs a display (no DISPLAY set): drop --show or run it "
-                "on a desktop session"
-            )
-        self.title = title
-        self._stop = False
-
-    def on_frame(
-        self,
-        frame: Frame,
-        prediction: Prediction | None,
-        analysed: bool,
-        annotated_bgr: object | None = None,
-    ) -> None:
-        image = annotated_bgr if annotated_bgr is not None else frame.image_bgr
-        cv2.imshow(self.title, image)  # type: ignore[arg-type]
-        key = cv2.waitKey(1) & 0xFF
-        if key in (ord("q"), 27):
-            self._stop = True
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
-
-    def finish(self, segments: Sequence[Segment]) -> None:
-        with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(self.title)

@@ -236,7 +236,7 @@ def test_run_with_window_plays_a_pipeline_from_another_thread(
     tiny_model, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     video = next(v for v in VIDEOS if v.suffix == ".mp4")
-    screen = FakeScreen(monkeypatch, keys={2.0: "q"})
+    screen = FakeScreen(monkeypatch, keys={2.1: "q"})  # the placeholder takes 0.1 s
     window = WindowSink("scenecls: test", clock=screen.clock)
     main_thread = threading.current_thread()
     seen_on: set[threading.Thread] = set()
@@ -255,8 +255,10 @@ def test_run_with_window_plays_a_pipeline_from_another_thread(
         [JsonlSink(jsonl), window],
         config=PipelineConfig(),
     )
-    stats = run_with_window(pipeline.run, window, threading.Event())
+    stats = run_with_window(pipeline.run, window, threading.Event(), (320, 240))
     assert seen_on == {main_thread}  # the window lives on the calling thread
+    placeholder = screen.shown.pop(0)[1]  # on screen before the run starts
+    assert placeholder.shape[:2] > (240, 320) and placeholder[:240].max() == 16
     shown = screen.frame_times()
     assert shown[-1] == pytest.approx(2.0, abs=0.1)  # played in (fake) real time until q
     assert stats.interrupted and stats.paced
@@ -293,6 +295,7 @@ def test_snapshot_names(tmp_path: Path) -> None:
     assert snapshot_path(tmp_path, "/v/My Clip.mp4", 12.345, False).name == "My-Clip-12.35s.png"
     live = snapshot_path(tmp_path, "rtsp://cam/live", 3.0, True).name
     assert live.startswith("live-") and live.endswith(".png")
+    assert snapshot_path(tmp_path, "0", 3.0, True).name.startswith("webcam0-2")
 
 
 @pytest.mark.parametrize("width", [48, 320, 1920])

@@ -217,7 +217,7 @@ def run_video(args: argparse.Namespace) -> int:
     )
     try:
         if window is not None:
-            stats = run_with_window(pipeline.run, window, guard.stop)
+            stats = run_with_window(pipeline.run, window, guard.stop, source.size)
         else:
             stats = pipeline.run(guard.stop)
     finally:

@@ -203,6 +203,7 @@ class WindowSink(Sink):
         self._paused_at: float | None = None
         self._full = False
         self._opened = False
+        self._shape: tuple[int, ...] = ()  # of the image on screen, with its bar
         self._clock = PlaybackClock(speed)
         self._first_wall: float | None = None
         self._first_t = 0.0
@@ -362,16 +363,28 @@ class WindowSink(Sink):
         self._last = (t, image)
         self._draw(image)
 
-    def _draw(self, image: np.ndarray) -> None:
+    def open(self, size: tuple[int, int] | None = None) -> None:
+        """Put the window on screen now, with a dark placeholder of ``size`` (width,
+        height; default 640x360) until the first frame. :func:`run_with_window` calls it
+        before the run's threads start: with another thread busy while a window is being
+        mapped, Qt's X11 backend can miss the map event and leave the window blank for
+        good (seen under Xvfb, about 1 run in 10)."""
+        w, h = size or (640, 360)
+        placeholder = np.full((h, w, 3), 16, np.uint8)
+        self._draw(placeholder, "starting")
+        for _ in range(10):  # let the toolkit map and paint it
+            cv2.waitKey(10)
+
+    def _draw(self, image: np.ndarray, status: str | None = None) -> None:
         """Put ``image`` (HxWx3 uint8 BGR) on screen with the hint bar under it."""
-        shown = with_hint_bar(image, self._status())
+        shown = with_hint_bar(image, status or self._status())
         if not self._opened:
             cv2.namedWindow(self.title, _WINDOW_FLAGS)
             self._opened = True
-            cv2.imshow(self.title, shown)
+        cv2.imshow(self.title, shown)
+        if shown.shape != self._shape:  # new, or the frames changed size: fit the window
+            self._shape = shown.shape
             cv2.resizeWindow(self.title, shown.shape[1], shown.shape[0])
-        else:
-            cv2.imshow(self.title, shown)
 
     def _status(self) -> str:
         if self._message is not None and self.now() < self._message[1]:
@@ -452,9 +465,10 @@ class WindowSink(Sink):
 def snapshot_path(folder: Path, source: str, t: float, live: bool) -> Path:
     """A new PNG name in ``folder`` for the frame at ``t`` s of ``source``:
     ``NAME-12.34s.png`` for files, ``NAME-YYYYmmdd-HHMMSS.png`` for live sources
-    (``-2``, ``-3``... when taken)."""
+    (``webcam0-...`` for a webcam; ``-2``, ``-3``... when taken)."""
     base = source.rstrip("/").rsplit("/", 1)[-1]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(base).stem if not live else base).strip("-.")
+    base = (f"webcam{base}" if base.isdigit() else base) if live else Path(base).stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")
     stem = (stem or "scenecls")[:60]
     when = time.strftime("%Y%m%d-%H%M%S") if live else f"{t:.2f}s"
     path = folder / f"{stem}-{when}.png"
@@ -488,11 +502,15 @@ def with_hint_bar(image: np.ndarray, status: str) -> np.ndarray:
 
 
 def run_with_window(
-    run: Callable[[threading.Event], T], window: WindowSink, stop: threading.Event
+    run: Callable[[threading.Event], T],
+    window: WindowSink,
+    stop: threading.Event,
+    size: tuple[int, int] | None = None,
 ) -> T:
     """``run(stop)`` (a pipeline's run) on a worker thread while ``window`` plays on this
-    one; returns its result or raises its error. Quitting the window stops the run
-    through the sink; Ctrl-C (``stop``) stops both."""
+    one; returns its result or raises its error. ``size``: the source's (width, height)
+    if known, for the window's first size. Quitting the window stops the run through the
+    sink; Ctrl-C (``stop``) stops both."""
     box: dict[str, object] = {}
 
     def work() -> None:
@@ -503,6 +521,7 @@ def run_with_window(
 
     worker = threading.Thread(target=work, name="scenecls-pipeline", daemon=True)
     window._playing = True
+    window.open(size)  # on screen before any other thread of the run is busy
     worker.start()
     try:
         window.play(worker.is_alive, stop)

@@ -33,6 +33,7 @@ from .video.sinks import (
     Sink,
     VideoSink,
     WindowSink,
+    run_with_window,
 )
 from .video.smoothing import Smoother, SmoothingConfig
 from .video.sources import (
@@ -80,4 +81,5 @@ __all__ = [
     "open_embeddings",
     "open_source",
     "resolve_labels",
+    "run_with_window",
 ]

@@ -157,10 +157,8 @@ def test_a_10_second_file_plays_in_10_seconds_with_the_same_outputs(
     shown = tmp_path / "shown.jsonl"
     proc = _start(x, ten_seconds, "--show", "--speed", "1", "--jsonl", str(shown))
     window = x.wait_window(r"^scenecls: ten\.mp4$", proc=proc)
-    deadline = time.monotonic() + 30
-    while x.grab_window(window)[:H].mean() < 40 and time.monotonic() < deadline:
-        pass  # the dark placeholder: the video has not started yet
-    started = time.monotonic()
+    started = x.wait_picture(window, H)  # the first frame, after the placeholder
+    deadline = started + 30
     while x.windows(r"^scenecls: ten\.mp4$") and time.monotonic() < deadline:
         time.sleep(0.02)
     played = time.monotonic() - started

@@ -91,6 +91,16 @@ class Xvfb:
             time.sleep(0.02)
         raise AssertionError(f"no window titled {name!r} within {timeout} s")
 
+    def wait_picture(self, window: int, rows: int, timeout: float = 60.0) -> float:
+        """``time.monotonic()`` when the top ``rows`` of ``window`` first show a picture:
+        neither unpainted (all 0) nor scenecls's dark placeholder (all 16)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            region = self.grab_window(window)[:rows]
+            if region.size and not ((region == 16).all() or (region == 0).all()):
+                return time.monotonic()
+        raise AssertionError(f"window {window} showed no picture within {timeout} s")
+
     def geometry(self, window: int) -> tuple[int, int, int, int]:
         """``(x, y, width, height)`` of ``window`` on the screen."""
         out = self._run("xdotool", "getwindowgeometry", "--shell", str(window)).stdout

@@ -52,8 +52,10 @@ def main() -> int:
     ap.add_argument("--labels", default="scenes")
     ap.add_argument("--speed", default="1")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("extra", nargs="*", help="more `scenecls run` options (after --)")
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:split])
+    args.extra = argv[split + 1 :]  # more `scenecls run` options, after --
     length = video_seconds(args.video)
     x = Xvfb()
     try:

@@ -53,7 +53,7 @@ def _outputs(out: Path) -> list[str]:
             "--out", str(out / "a.mp4")]  # fmt: skip
 
 
-def _start(x: Xvfb, video: Path, *args: str) -> subprocess.Popen[str]:
+def _start(x: Xvfb, video: Path | str, *args: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "scenecls", "run", str(video), "--model", str(SHAPES_MODEL)]
     cmd += ["--labels", LABELS, "--no-progress", *args]
     return subprocess.Popen(
@@ -210,3 +210,39 @@ def test_closing_the_window_quits_like_q(x: Xvfb, ten_seconds: Path, tmp_path: P
     assert "the window was closed" in err and "[stopped early]" in err
     _check_outputs(out, most_frames=10 * FPS)
     assert "Traceback" not in err
+
+
+def test_a_live_camera_shows_the_newest_frame_and_pauses_only_the_picture(
+    x: Xvfb, tmp_path: Path
+) -> None:
+    from .test_rtsp import RtspServer
+
+    server = RtspServer().start()
+    try:
+        jsonl = tmp_path / "f.jsonl"
+        proc = _start(x, server.url, "--jsonl", str(jsonl), "--show")
+        window = x.wait_window(r"^scenecls: rtsp://127\.0\.0\.1:[0-9]+/pass$", proc=proc)
+        x.wait_picture(window, x.geometry(window)[3] * 3 // 4)
+        time.sleep(0.5)
+        first = x.grab_window(window)
+        time.sleep(0.5)
+        assert np.abs(x.grab_window(window).astype(int) - first).mean() > 0.5  # it moves
+        x.key(window, "space")
+        time.sleep(0.4)
+        lines = len(jsonl.read_text().splitlines())
+        paused = x.grab_window(window)
+        time.sleep(1.0)
+        assert np.array_equal(x.grab_window(window), paused)  # the picture stands still
+        assert len(jsonl.read_text().splitlines()) > lines + 5  # the camera is still labelled
+        x.key(window, "s")
+        x.key(window, "q")
+        code, err = _finish(proc)
+    finally:
+        server.stop()
+    assert code == 0, err
+    assert "(live)" in err and "[stopped early]" in err
+    assert re.search(r"window +showed \d+ frames .* live;", err), err
+    (snapshot,) = tmp_path.glob("pass-*.png")  # named by the stream and the wall clock
+    assert re.fullmatch(r"pass-\d{8}-\d{6}\.png", snapshot.name)
+    image = cv2.imread(str(snapshot))
+    assert np.array_equal(image, paused[: image.shape[0]])  # what was on screen, no bar

@@ -108,8 +108,12 @@ class Xvfb:
         return tuple(int(values[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))  # type: ignore[return-value]
 
     def key(self, window: int, key: str) -> None:
-        """Press ``key`` (an X key name: space, q, Escape, s, f) in ``window``."""
-        self._run("xdotool", "key", "--window", str(window), key)
+        """Press and release ``key`` (an X key name: space, q, Escape, s, f) in
+        ``window``, as a keyboard does: the window gets the focus, then the key goes
+        through the server's XTEST input (xdotool's ``key --window`` instead sends
+        synthetic events, which can leave the server repeating a key into the next
+        window that gets the focus)."""
+        self._run("xdotool", "windowfocus", "--sync", str(window), "key", key)
 
     def grab(self) -> np.ndarray:
         """The whole screen as it is now: HxWx3 uint8 BGR."""

@@ -14,11 +14,10 @@ import pytest
 from scenecls.errors import UsageError
 from scenecls.types import Frame
 from scenecls.video.pipeline import Pipeline, PipelineConfig
+from scenecls.video.playback import PlaybackClock, parse_speed
 from scenecls.video.sinks import JsonlSink, RunInfo, WindowSink, run_with_window
 from scenecls.video.sinks import window as window_module
 from scenecls.video.sinks.window import (
-    PlaybackClock,
-    parse_speed,
     snapshot_path,
     window_title,
     with_hint_bar,

@@ -173,4 +173,4 @@ def save_png(image_bgr: np.ndarray, path: Path) -> None:
     """Write a grab (HxWx3 uint8 BGR) as a PNG, for a person to look at."""
     import cv2
 
-    cv2.imwrite(str(path), image_bgr)
+    cv2.imwrite(str(path), image_bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9])

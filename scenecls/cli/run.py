@@ -107,6 +107,7 @@ def run_video(args: argparse.Namespace) -> int:
     from ..model.scene_model import load_model
     from ..video.gate import GateConfig
     from ..video.pipeline import Pipeline, PipelineConfig
+    from ..video.playback import parse_speed
     from ..video.progress import Progress
     from ..video.sinks import (
         CaptionSink,
@@ -118,7 +119,7 @@ def run_video(args: argparse.Namespace) -> int:
         WindowSink,
         run_with_window,
     )
-    from ..video.sinks.window import parse_speed, window_title
+    from ..video.sinks.window import window_title
     from ..video.smoothing import Smoother, SmoothingConfig
     from ..video.sources import open_source
 

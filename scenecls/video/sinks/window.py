@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -393,23 +394,29 @@ def snapshot_path(folder: Path, source: str, t: float, live: bool) -> Path:
 def with_hint_bar(image: np.ndarray, status: str) -> np.ndarray:
     """``image`` (HxWx3 uint8 BGR) over a dark bar with the keys' hint on the left and
     ``status`` on the right: ``(H + bar, W, 3)`` uint8 BGR, a new array."""
-    _h, w = image.shape[:2]
+    return np.vstack([image, _hint_bar(image.shape[1], status)])
+
+
+@functools.lru_cache(maxsize=16)
+def _hint_bar(width: int, status: str) -> np.ndarray:
+    """The bar itself, ``(bar, width, 3)`` uint8 BGR, drawn once per width and status."""
     font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = float(np.clip(w / 1600, 0.35, 0.6))
+    scale = float(np.clip(width / 1600, 0.35, 0.6))
     pad = max(4, round(scale * 12))
     (_, asc), desc = cv2.getTextSize("Ag", font, scale, 1)
-    bar = np.full((asc + desc + 2 * pad, w, 3), 24, np.uint8)
+    bar = np.full((asc + desc + 2 * pad, width, 3), 24, np.uint8)
     status_w = cv2.getTextSize(status, font, scale, 1)[0][0]
-    room = w - status_w - 3 * pad
+    room = width - status_w - 3 * pad
     hint = next(
         (s for s in (HINT, SHORT_HINT) if cv2.getTextSize(s, font, scale, 1)[0][0] <= room), ""
     )
     base = pad + asc
     cv2.putText(bar, hint, (pad, base), font, scale, (200, 200, 200), 1, cv2.LINE_AA)
     cv2.putText(
-        bar, status, (w - pad - status_w, base), font, scale, (255, 255, 255), 1, cv2.LINE_AA
+        bar, status, (width - pad - status_w, base), font, scale, (255, 255, 255), 1, cv2.LINE_AA
     )
-    return np.vstack([image, bar])
+    bar.flags.writeable = False  # shared between calls
+    return bar
 
 
 def run_with_window(

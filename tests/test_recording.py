@@ -57,6 +57,20 @@ def test_a_live_source_is_recorded_in_files_that_keep_real_time(tmp_path: Path) 
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name or "probe" in p.name]
 
 
+def test_a_frame_dropped_before_a_file_ends_does_not_shorten_the_file(tmp_path: Path) -> None:
+    from scenecls.types import Frame
+    from scenecls.video.sinks import RunInfo
+
+    recorder = RecordingSink(tmp_path, "cam", segment=2.0)
+    recorder.start(RunInfo("cam", ("a",), (64, 48), 20.0, True))
+    times = [i / 20 for i in range(80) if i not in (38, 39)]  # the last 0.1 s before 2 s lost
+    for i, t in enumerate(times):
+        image = np.full((48, 64, 3), i % 250, np.uint8)
+        recorder.on_frame(Frame(image, i, t), None, True, image)
+    recorder.finish([])
+    assert [frames_of(f)[0] for f in recorder.files] == [40, 40]  # 2 s each, real time
+
+
 def test_recordings_older_than_the_kept_hours_are_deleted(tmp_path: Path) -> None:
     now = time.time()
     clock = [now]

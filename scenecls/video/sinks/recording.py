@@ -70,6 +70,7 @@ class RecordingSink(Sink):
         self._current: VideoSink | None = None
         self._started_at = 0.0  # source time the current file began
         self._written = 0  # frames in the current file
+        self._last: tuple[Frame, Prediction | None, bool, object | None] | None = None
         self._fps = 25.0
         self._wall_base: float | None = None  # wall time at source time 0
         self._names: set[Path] = set()
@@ -132,6 +133,12 @@ class RecordingSink(Sink):
         t = frame.timestamp
         sink = self._current
         if sink is not None and t - self._started_at >= self.segment:
+            # the last frame stands for the time up to the file's end, even when the
+            # frame that would have been written there was dropped (a live source)
+            short = round(self.segment * self._fps) - self._written
+            if self._last is not None and 0 < short <= 2 * self._fps:
+                for _ in range(short):
+                    sink.on_frame(*self._last)
             self._close_in_background(sink)
             sink = None
             self._expire()
@@ -147,6 +154,7 @@ class RecordingSink(Sink):
         for _ in range(max(0, due)):
             sink.on_frame(frame, prediction, analysed, annotated_bgr)
         self._written += max(0, due)
+        self._last = (frame, prediction, analysed, annotated_bgr)
 
     def _expire(self) -> None:
         """Delete this recorder's files that started more than ``keep`` seconds ago."""

@@ -167,6 +167,8 @@ def bench_sources(
                 "encoded_share": stats.encoded_share,
                 "decode_ms": 1000 * stats.stage_seconds["decode"] / max(1, stats.frames_read),
                 "gate_ms": 1000 * stats.stage_seconds["gate"] / max(1, stats.frames_analysed),
+                "encoder_calls": stats.encoder_calls.to_dict(),
+                "every_frame_encoder_calls": ref_stats.encoder_calls.to_dict(),
                 "agreement": agreement(ref_embs, embs, ref_labels, labels),
             }
         )
@@ -270,6 +272,8 @@ def bench_live(
         "latency_p95_ms": float(np.percentile(lat, 95) * 1000) if len(lat) else None,
         "latency_first_third_ms": float(lat[:third].mean() * 1000) if len(lat) else None,
         "latency_last_third_ms": float(lat[-third:].mean() * 1000) if len(lat) else None,
+        "encoder_batch1_ms": stats.encoder_calls.ms_per_call(1),
+        "encoder_calls": stats.encoder_calls.total,
     }
 
 
@@ -333,8 +337,11 @@ def format_sources(g: dict[str, Any]) -> list[str]:
 
 def format_report(r: dict[str, Any]) -> str:
     enc, lines = r["encoder"], []
+    if r.get("cpu"):
+        lines.append(f"machine     {r['cpu']['describe']}")
+    encoder = r.get("encoder_description") or f"{r['device']}, {r['runtime']} {r['precision']}"
     lines.append(
-        f"model       {r['model']} ({r['device']}, {r['runtime']} {r['precision']})"
+        f"model       {r['model']} ({encoder})"
         + ("  [random weights: speed is real, accuracy is not]" if r.get("random_weights") else "")
     )
     g = r["sources"]
@@ -373,6 +380,11 @@ def format_report(r: dict[str, Any]) -> str:
             f"(= {lv['latency_p95_ms'] / enc['batch1_ms']:.2f} x encoder batch-1 time); "
             f"analysed {lv['analysed']}, dropped {lv['dropped']}"
         )
+        if lv.get("encoder_batch1_ms"):
+            lines.append(
+                f"            encoder calls in the live run: {lv['encoder_batch1_ms']:.1f} ms "
+                f"each (= {lv['encoder_batch1_ms'] / enc['batch1_ms']:.2f} x alone)"
+            )
     if r.get("baseline"):
         b = r["baseline"]
         lines.append(

@@ -33,7 +33,7 @@ def _run(tiny_bundle: Path, *args: str) -> int:
 def _other_stderr(err: str) -> list[str]:
     """stderr lines that are neither ours nor the run summary (decoder noise)."""
     summary = ("source ", "frames ", "encoded ", "speed ", "per frame ", "switches ", "latency ")
-    summary += ("gaps ",)
+    summary += ("gaps ", "encoder ", "calls ")
     return [
         ln
         for ln in err.splitlines()

@@ -167,3 +167,37 @@ def test_reset_and_a_jump_back_in_time_start_with_an_encode() -> None:
     assert encoded[0]
     _, encoded = gate.plan([], [], Encoder([]))
     assert len(encoded) == 0
+
+
+def test_a_window_goes_to_the_encoder_in_a_few_batches_not_frame_by_frame() -> None:
+    """8 s of a scene that keeps moving: every run's far end is encoded in one call, and
+    the checks between them go level by level over the whole window, so the encoder is
+    called a handful of times with several frames each, never once per encode."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for i in range(240):  # 8 s at 30 fps: a bright block crossing a still scene
+        image = scene(4)
+        x = int(i * (W - 40) / 240)
+        image[60:120, x : x + 40] = 250
+        frames.append(noisy(image, rng))
+    gate = LookaheadGate(GateConfig())
+    enc = Encoder(frames)
+    embs, encoded = gate.plan(frames, [i / FPS for i in range(240)], enc)
+    assert cosines(embs, own(frames)).min() > 0.99
+    sizes = [len(c) for c in enc.calls]
+    assert sum(sizes) == int(encoded.sum())
+    assert sizes[0] >= 8  # the far ends of 8 s of runs (at least one a second), together
+    assert len(sizes) <= 6, sizes  # the ends, then one call per level of checks
+    assert sum(s == 1 for s in sizes) <= 1, sizes
+
+
+def test_batched_planning_gives_the_same_frames_and_embeddings_whatever_the_window() -> None:
+    """Planning 8 s at once or 2 s at a time finds the same changes: every frame keeps
+    its own embedding's direction, and the longer window does not encode more."""
+    rng = np.random.default_rng(6)
+    frames = [noisy(scene(7 if i < 100 else 8), rng) for i in range(240)]
+    e8, f8, _ = plan_all(frames, window=240)
+    e2, f2, _ = plan_all(frames, window=60)
+    assert cosines(e8, own(frames)).min() > 0.999 and cosines(e2, own(frames)).min() > 0.999
+    assert f8.sum() <= f2.sum()
+    assert f8[100] and f2[100]  # the cut is encoded either way

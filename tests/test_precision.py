@@ -17,6 +17,7 @@ from scenecls.model.bundle import load_bundle
 from scenecls.model.fidelity import cosine_rows
 from scenecls.model.runtimes import onnx as onnx_runtime
 from scenecls.model.runtimes import openvino as openvino_runtime
+from scenecls.model.runtimes import trial
 from scenecls.model.runtimes.onnx import OnnxImageEncoder
 from scenecls.model.runtimes.select import bundle_precision_for, create_image_encoder
 
@@ -33,20 +34,29 @@ def pixels(tiny_model, real_frames) -> np.ndarray:  # type: ignore[no-untyped-de
     return tiny_model.preprocess(real_frames)
 
 
-def test_auto_on_a_bf16_cpu_is_openvino_bf16(bundle, monkeypatch) -> None:
+def test_auto_on_a_cpu_tries_bf16_only_where_the_cpu_has_it(bundle, monkeypatch) -> None:
+    """``auto`` on the CPU measures its candidates (``runtimes.trial``); OpenVINO bf16 is
+    one only on a CPU with bf16 instructions, and whatever wins agrees with fp32."""
+    monkeypatch.setattr(trial, "NOT_WORTH_MS", 0.0)  # the tiny model is worth a trial here
     monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: True)
     enc = create_image_encoder(bundle, "cpu", "auto")
-    assert (enc.runtime, enc.device, enc.precision) == ("openvino", "cpu", "bf16")
+    tried = enc.choice.trials
+    assert set(tried) == {"onnxruntime-fp32", "openvino-fp32", "openvino-bf16"}
+    assert all(t["cosine_min"] >= trial.AGREEMENT for t in tried.values())
+    assert (enc.runtime, enc.precision) == (enc.choice.runtime, enc.choice.precision)
 
 
-def test_auto_without_bf16_or_openvino_is_exact_fp32(bundle, monkeypatch) -> None:
+def test_auto_without_bf16_or_openvino_never_runs_them(bundle, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(trial, "NOT_WORTH_MS", 0.0)
     monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: False)
     enc = create_image_encoder(bundle, "cpu", "auto")
-    assert (enc.runtime, enc.precision) == ("onnxruntime", "fp32")
-    monkeypatch.setattr(openvino_runtime, "cpu_has_bf16", lambda: True)
+    assert enc.choice.trials["openvino-bf16"] == {"rejected": "no bf16 instructions"}
+    assert enc.precision == "fp32"
+    monkeypatch.setenv("SCENECLS_HOME", str(tmp_path))  # a fresh trial
     monkeypatch.setattr(openvino_runtime, "openvino_unusable_reason", lambda: "not installed")
     enc = create_image_encoder(bundle, "auto", "auto")
     assert (enc.runtime, enc.precision) == ("onnxruntime", "fp32")
+    assert enc.choice.trials["openvino-fp32"] == {"rejected": "not installed"}
 
 
 def test_model_reports_what_it_runs(tiny_bundle, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -183,6 +183,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     from ..model.labels import resolve_labels
     from ..model.runtimes.base import PRECISIONS
+    from ..model.runtimes.cpu import cpu_info
     from ..model.scene_model import load_model
     from ..video.gate import GateConfig
     from ..video.sources import sample_frames
@@ -218,6 +219,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "runtime": model.runtime,
         "precision": model.precision,
         "bundle_precision": model.bundle.precision,
+        "encoder_description": model.encoder_description,
+        "cpu": {**cpu_info().to_dict(), "describe": cpu_info().describe()},
         "source": [str(p) for p in sources],
         "batch": args.batch,
     }
@@ -228,6 +231,9 @@ def run_bench(args: argparse.Namespace) -> int:
     # Agreement with fp32 after the timed runs: other sessions' idle threads stay out of them.
     pixels = model.preprocess(sample_frames(source, args.fidelity_frames))
     reference = _fp32_reference(model, model_name)
+    choice = getattr(model.image_encoder, "choice", None)
+    if choice is not None:
+        report["runtime_trial"] = {"chosen": choice.name, "cached": choice.cached, **choice.trials}
     if reference is not None:
         report["fidelity"] = bench_fidelity(model.image_encoder, reference, pixels)
     if precisions:

@@ -124,9 +124,10 @@ def add_model_options(
         "--precision",
         choices=list(PRECISIONS),
         default="auto",
-        help="image encoder precision. auto (default): fp16 on CUDA, bf16 (OpenVINO) on "
-        "CPUs with bf16 instructions, else fp32. fp32: exact. int8 (CPU, opt-in): fastest, "
-        "check its agreement with scenecls bench",
+        help="image encoder precision. auto (default): fp16 on CUDA; on a CPU, the fastest "
+        "runtime that agrees with fp32, measured once on this machine (ONNX Runtime or "
+        "OpenVINO fp32, OpenVINO bf16). fp32: exact. int8 (CPU, opt-in): fastest, check its "
+        "agreement with scenecls bench",
     )
 
 

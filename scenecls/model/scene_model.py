@@ -19,8 +19,9 @@ from .labels import LabelSet, resolve_labels
 from .preprocess import Preprocessor
 from .resolve import resolve_model
 from .runtimes.base import normalize_rows
+from .runtimes.cores import share_cores
 from .runtimes.onnx import TextEncoder
-from .runtimes.select import bundle_precision_for, create_image_encoder
+from .runtimes.select import bundle_precision_for, create_image_encoder, describe_encoder
 from .scoring import classify_scores, score
 
 log = logging.getLogger("scenecls")
@@ -108,6 +109,8 @@ class SceneModel:
         self.bundle = bundle
         self.preprocessor = Preprocessor(bundle.preprocessing)
         self.image_encoder = create_image_encoder(bundle, device, precision)
+        if self.image_encoder.device == "cpu":
+            share_cores()  # the encoder owns the cores: helper pools must not spin
         self.text = TextModel(bundle, "cpu" if self.image_encoder.device == "cpu" else device)
         self.device: str = self.image_encoder.device
         self.precision: str = self.image_encoder.precision
@@ -115,13 +118,9 @@ class SceneModel:
         self.embed_dim = bundle.embed_dim
         self.logit_scale = bundle.logit_scale
         self.batch_size = max(1, batch_size)
-        log.info(
-            "model %s on %s (%s %s)",
-            bundle.model_id,
-            self.device.upper(),
-            "OpenVINO" if self.runtime == "openvino" else "ONNX Runtime",
-            self.precision,
-        )
+        self.encoder_description = describe_encoder(self.image_encoder)
+        """The image encoder in one line: runtime, precision, device, how it was chosen."""
+        log.info("model %s: %s", bundle.model_id, self.encoder_description.split(", ")[0])
         if self.device == "cpu" and bundle.precision == "fp16":
             log.warning("fp16 bundles are meant for CUDA; on the CPU an fp32 bundle is faster")
 
@@ -228,8 +227,9 @@ def load_model(
 
     ``model``: a bundle folder, a local Hugging Face CLIP folder, or a hub id.
     ``device``: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``.
-    ``precision``: ``auto`` (fp16 on CUDA, bf16 on CPUs with bf16 instructions, else
-    fp32), ``fp32``, ``fp16``, ``bf16`` or ``int8`` (opt-in); see ``encoders.PRECISIONS``.
+    ``precision``: ``auto`` (fp16 on CUDA; on a CPU the fastest runtime that agrees with
+    fp32, measured once per bundle and machine: see ``runtimes.trial``), ``fp32``,
+    ``fp16``, ``bf16`` or ``int8`` (opt-in); see ``runtimes.PRECISIONS``.
     """
     path = resolve_model(str(model), precision=bundle_precision_for(precision, device))
     return SceneModel(

@@ -28,6 +28,7 @@ from ..model.labels import LabelSet
 from ..model.scene_model import SceneModel
 from ..model.scoring import score
 from ..types import Prediction
+from ..video.encoder_calls import EncoderCalls
 from ..video.gate import ChangeGate, GateConfig
 from ..video.overlay import Overlay
 from ..video.sinks import RunInfo
@@ -95,6 +96,7 @@ class Service:
         keep_hours: float | None = 24.0,
     ) -> None:
         self.model = model
+        self.encoder_calls = EncoderCalls()
         self.labelset = labelset
         self.names = labelset.names
         self.text = model.embed_labels(labelset)
@@ -178,8 +180,7 @@ class Service:
                     continue
                 changed = [st.gate.check(f.image_bgr, f.timestamp) for st, f in batch]
                 todo = [f for (_, f), c in zip(batch, changed, strict=True) if c]
-                fresh = iter(self.model.image_encoder(self.model.preprocess(
-                    [f.image_bgr for f in todo]))) if todo else iter(())  # fmt: skip
+                fresh = iter(self._encode([f.image_bgr for f in todo]))
                 embs = [
                     st.gate.keep(next(fresh)) if c else st.gate.embedding
                     for (st, _), c in zip(batch, changed, strict=True)
@@ -190,6 +191,17 @@ class Service:
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)
+
+    def _encode(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        """``(N, D)`` float32 unit embeddings of the changed cameras' frames (BGR), in one
+        encoder call; counted in :attr:`encoder_calls`."""
+        if not images_bgr:
+            return np.zeros((0, self.model.embed_dim), np.float32)
+        pixels = self.model.preprocess(images_bgr)
+        t0 = time.perf_counter()
+        embeddings = self.model.image_encoder(pixels)
+        self.encoder_calls.add(len(images_bgr), time.perf_counter() - t0)
+        return embeddings
 
     def _analyse(self, st: CameraState, frame: Any, scores: Any, encoded: bool) -> None:
         with self.lock:
@@ -324,7 +336,12 @@ class Service:
             "uptime": round(now, 3),
             "time": self.wall(now),
             "labels": list(self.names),
-            "model": {"device": self.model.device, "precision": self.model.precision},
+            "model": {
+                "device": self.model.device,
+                "precision": self.model.precision,
+                "runtime": getattr(self.model, "runtime", None),
+                "encoder_calls": self.encoder_calls.to_dict(),
+            },
             "cameras": cams,
             **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
         }

@@ -134,54 +134,84 @@ class LookaheadGate:
         anchor = self._anchor
         if anchor is not None:  # encoded in an earlier window
             anchor = _Anchor(anchor.time, anchor.thumb, anchor.embedding, -1)
+        first: list[int] = []
         if anchor is None or anchor.thumb.shape != thumbs[0].shape or times[0] < anchor.time:
-            run([0])
+            first = [0]
+        # 1. where each run of frames ends: from thumbnails and times alone, so every far
+        #    end of the window is known before any is encoded, and all go in one batch
+        runs = self._runs(None if first else anchor, thumbs, times, 1 if first else 0)
+        run(first + [end for _, end in runs])
+        if first:
             anchor = _Anchor(times[0], thumbs[0], rows[0], 0)  # type: ignore[arg-type]
-            position = 1
-        else:
-            position = 0
-        config = self.config
-        while position < n:
-            # how far the frames stay unchanged from the last encoded one
-            j = position
-            while j < n and self._reusable(anchor, thumbs[j], times[j]):
-                j += 1
-            end = min(j, n - 1)
-            if j < n and config.is_change(*thumbnail_difference(anchor.thumb, thumbs[j])):
-                # a change: the far end is the last frame within max_reuse of the anchor
-                while (
-                    end + 1 < n and times[end + 1] - anchor.time <= config.max_reuse + TIME_EPSILON
-                ):
-                    end += 1
-            # the far end is encoded, and every frame before it checked against both ends:
-            # unchanged frames too, so a drift the thumbnails do not show is caught here
-            run([end])
-            self._fill(anchor, end, list(range(position, end)), thumbs, times, rows, run)
-            anchor = _Anchor(times[end], thumbs[end], rows[end], end)  # type: ignore[arg-type]
-            position = end + 1
-        self._anchor = anchor
+        # 2. every frame between two encoded ends is checked against both, the runs of the
+        #    whole window together, level by level (one batch a level)
+        spans: list[tuple[_Anchor | int, int, list[int]]] = []
+        left: _Anchor | int = anchor  # type: ignore[assignment]
+        for position, end in runs:
+            spans.append((left, end, list(range(position, end))))
+            left = end
+        self._fill(spans, thumbs, times, rows, run)
+        last = runs[-1][1] if runs else 0
+        self._anchor = _Anchor(times[last], thumbs[last], rows[last], last)  # type: ignore[arg-type]
         self.encoded += int(encoded.sum())
         self.seconds += time.perf_counter() - start - encoder_seconds
         return np.stack(rows).astype(np.float32, copy=False), encoded  # type: ignore[arg-type]
 
-    def _reusable(self, anchor: _Anchor, thumb: np.ndarray, t: float) -> bool:
-        if not 0.0 <= t - anchor.time < self.config.max_reuse - TIME_EPSILON:
+    def _runs(
+        self,
+        anchor: _Anchor | None,
+        thumbs: list[np.ndarray],
+        times: Sequence[float],
+        position: int,
+    ) -> list[tuple[int, int]]:
+        """The runs of the window from ``position`` on, as ``(first, end)`` positions: the
+        frames ``first..end-1`` lie between the previous encoded frame (``anchor`` for the
+        first run, else the previous run's end) and ``end``, which is encoded.
+
+        A run goes on while frames stay unchanged from the run's start (the gate's test)
+        and within ``max_reuse`` of it; at a change, its end moves on to the last frame
+        still within ``max_reuse`` (the frames between are then checked against both
+        ends). Only thumbnails and times decide, never embeddings."""
+        config = self.config
+        n = len(thumbs)
+        if anchor is None:  # the window's first frame is encoded and starts the runs
+            base_thumb, base_time = thumbs[0], times[0]
+        else:
+            base_thumb, base_time = anchor.thumb, anchor.time
+        runs = []
+        while position < n:
+            j = position
+            while j < n and self._reusable(base_thumb, base_time, thumbs[j], times[j]):
+                j += 1
+            end = min(j, n - 1)
+            if j < n and config.is_change(*thumbnail_difference(base_thumb, thumbs[j])):
+                # a change: the far end is the last frame within max_reuse of the start
+                while end + 1 < n and times[end + 1] - base_time <= config.max_reuse + TIME_EPSILON:
+                    end += 1
+            runs.append((position, end))
+            base_thumb, base_time = thumbs[end], times[end]
+            position = end + 1
+        return runs
+
+    def _reusable(self, base: np.ndarray, base_time: float, thumb: np.ndarray, t: float) -> bool:
+        """Whether a frame (``thumb`` at ``t`` s) may reuse the encoded ``base`` thumbnail's
+        embedding: unchanged (the gate's test) and less than ``max_reuse`` later."""
+        if not 0.0 <= t - base_time < self.config.max_reuse - TIME_EPSILON:
             return False
-        return not self.config.is_change(*thumbnail_difference(anchor.thumb, thumb))
+        return not self.config.is_change(*thumbnail_difference(base, thumb))
 
     def _fill(
         self,
-        first: _Anchor,
-        last: int,
-        between: list[int],
+        spans: list[tuple[_Anchor | int, int, list[int]]],
         thumbs: list[np.ndarray],
         times: Sequence[float],
         rows: list[np.ndarray | None],
         run: Callable[[list[int]], None],
     ) -> None:
-        """Give embeddings to the window positions ``between`` (in order) that lie between
-        the encoded anchor ``first`` and the encoded position ``last``, level by level
-        (one encoder call per level):
+        """Give embeddings to the window positions of each span ``(a, b, between)``: the
+        frames ``between`` (in order) lie between the encoded ends ``a`` (an anchor from an
+        earlier window, or a window position) and ``b`` (a position). All spans go level
+        by level together, one encoder call a level:
 
         - a span whose ends disagree is split at its middle frame;
         - a span whose ends agree and whose frames all look like one end or the other
@@ -199,7 +229,6 @@ class LookaheadGate:
                 return end
             return _Anchor(times[end], thumbs[end], rows[end], end)  # type: ignore[arg-type]
 
-        spans: list[tuple[_Anchor | int, int, list[int]]] = [(first, last, between)]
         while spans:
             halves: list[tuple[_Anchor | int, int, list[int]]] = []
             probes: list[tuple[_Anchor | int, int, int, list[int], np.ndarray]] = []

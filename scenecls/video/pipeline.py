@@ -24,6 +24,7 @@ from ..model.labels import LabelSet, resolve_labels
 from ..model.scene_model import LabelsLike, SceneModel, model_meta
 from ..model.scoring import blended_similarities, softmax
 from ..types import Frame, Prediction, Scores, Segment
+from .encoder_calls import EncoderCalls
 from .gate import ChangeGate, GateConfig
 from .lookahead import LookaheadGate, Provenance
 from .sinks import EmbeddingBatch, RunInfo, Sink
@@ -32,13 +33,19 @@ from .sources import FrameReader, FrameSource
 
 log = logging.getLogger("scenecls")
 
+MAX_WINDOW_FRAMES = 1024
+"""Most frames in one look-ahead window of a file (besides its seconds and bytes)."""
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """``batch_size``: frames per encoder call for file sources when the gate is off (with
-    the gate, files are planned a window of about ``gate.max_reuse`` seconds at a time,
-    at most ``queue_size`` frames). ``analysis_fps``: analyse at most this many frames per
-    second of video time (None: every frame). ``gate``: the change gate
+    """``batch_size``: most frames per encoder call for file sources. With the gate off,
+    files go through the encoder ``batch_size`` frames at a time; with it, files are
+    planned ``lookahead_seconds`` of video at a time (a window of at most
+    ``lookahead_bytes`` of decoded frames), so that the frames the look-ahead encodes go
+    to the encoder together (see :mod:`.lookahead`). Live sources are encoded one newest
+    frame at a time. ``analysis_fps``: analyse at most this many frames per second of
+    video time (None: every frame). ``gate``: the change gate
     (``GateConfig(change_threshold=0)`` encodes every frame)."""
 
     batch_size: int = 16
@@ -46,6 +53,8 @@ class PipelineConfig:
     queue_size: int = 64
     overlay_top_k: int = 3
     gate: GateConfig = field(default_factory=GateConfig)
+    lookahead_seconds: float = 8.0
+    lookahead_bytes: int = 512 << 20
 
 
 class BoundedSamples(list):
@@ -115,6 +124,10 @@ class RunStats:
     end_time: float = 0.0
     # a sink (a window playing a file) held the run to its playback speed
     paced: bool = False
+    # the image encoder's calls, by batch size
+    encoder_calls: EncoderCalls = field(default_factory=EncoderCalls)
+    # the image encoder as run: runtime, precision, device, and how it was chosen
+    encoder: str = ""
 
     @property
     def fps(self) -> float:
@@ -141,6 +154,8 @@ class RunStats:
             f"({self.encoded_share:.0%}); the change gate skipped the others",
             f"speed       {self.fps:.1f} analysed frames/s over {self.wall_seconds:.1f} s"
             + ("  (held to the window's playback: sinks include the wait)" if self.paced else ""),
+            *([f"encoder     {self.encoder}"] if self.encoder else []),
+            f"calls       image encoder: {self.encoder_calls.summary()}",
             "per frame   "
             + ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in self.stage_seconds.items())
             + ("  (live: decode includes waiting for the camera)" if self.live else ""),
@@ -223,6 +238,7 @@ class Pipeline:
         )
         self._pending: Frame | None = None  # files: read, but the start of the next window
         self._carry: np.ndarray | None = None  # (D,) the last encoded frame's embedding
+        self.encoder_calls = EncoderCalls()
         self.tracker = SegmentTracker()
         self._draw = any(s.needs_overlay for s in self.sinks)
         if overlay is None and self._draw:
@@ -240,7 +256,12 @@ class Pipeline:
         stop = stop or threading.Event()
         names = self.labelset.names
         text = self.model.embed_labels(self.labelset)
-        stats = RunStats(source=self.source.name, live=self.source.live)
+        stats = RunStats(
+            source=self.source.name,
+            live=self.source.live,
+            encoder=str(getattr(self.model, "encoder_description", "")),
+        )
+        self.encoder_calls = stats.encoder_calls
         reader = FrameReader(self.source, self.config.queue_size)
         sampler = _Sampler(None if self.source.live else self.config.analysis_fps)
         if (
@@ -253,7 +274,7 @@ class Pipeline:
         reader.start()
         window = self._window()
         gate = self.config.gate
-        window_seconds = 2 * gate.max_reuse if gate.enabled and not self.source.live else 0.0
+        window_seconds = self._window_seconds()
         self._pending = None
         self._carry = None
         info = RunInfo(
@@ -387,16 +408,24 @@ class Pipeline:
         return [Scores(labels, sims[i], probs[i]) for i in range(len(embs))]
 
     def _window(self) -> int:
-        """Most frames per chunk: for files with the gate on, ``queue_size`` (the chunk
-        ends earlier, at ``2 * max_reuse`` seconds of video, see :meth:`_next_chunk`);
-        else ``batch_size`` (files) or 1 (live). Each window of a file ends with an
-        encode; two ``max_reuse`` periods a window make that encode the second one a
-        still scene needs anyway."""
+        """Most frames per chunk: 1 for live sources; ``batch_size`` for files with the
+        gate off; with the gate on, a window of ``lookahead_seconds`` (see
+        :meth:`_window_seconds`), at most ``lookahead_bytes`` of frames (checked by
+        :meth:`_next_chunk`) and at most :data:`MAX_WINDOW_FRAMES`."""
         if self.source.live:
             return 1
         if self.config.gate.enabled:
-            return max(1, self.config.queue_size, self.config.batch_size)
+            return max(1, MAX_WINDOW_FRAMES)
         return max(1, self.config.batch_size)
+
+    def _window_seconds(self) -> float:
+        """Seconds of video per window for files with the gate on (0: no limit by time):
+        ``lookahead_seconds``, and at least two ``max_reuse`` periods, so that the encode
+        that ends each window is one a still scene needs anyway."""
+        gate = self.config.gate
+        if self.source.live or not gate.enabled:
+            return 0.0
+        return max(self.config.lookahead_seconds, 2 * gate.max_reuse)
 
     def _embed(
         self, frames: list[Frame], stages: dict[str, float]
@@ -406,13 +435,24 @@ class Pipeline:
         others' embeddings came from."""
 
         def encode(positions: list[int]) -> np.ndarray:
-            t0 = time.perf_counter()
-            pixels = self.model.preprocess([frames[i].image_bgr for i in positions])
-            t1 = time.perf_counter()
-            embs = self.model.image_encoder(pixels)
-            stages["preprocess"] += t1 - t0
-            stages["encode"] += time.perf_counter() - t1
-            return embs
+            parts = []
+            step = max(1, self.config.batch_size)
+            for i in range(0, len(positions), step):  # at most batch_size a call
+                t0 = time.perf_counter()
+                pixels = self.model.preprocess(
+                    [frames[j].image_bgr for j in positions[i : i + step]]
+                )
+                t1 = time.perf_counter()
+                parts.append(self.model.image_encoder(pixels))
+                t2 = time.perf_counter()
+                stages["preprocess"] += t1 - t0
+                stages["encode"] += t2 - t1
+                self.encoder_calls.add(len(pixels), t2 - t1)
+            if len(parts) == 1:
+                return parts[0]
+            if not parts:
+                return np.zeros((0, self.model.embed_dim), np.float32)
+            return np.concatenate(parts)
 
         if not frames:
             empty = np.zeros((0, self.model.embed_dim), np.float32)
@@ -457,9 +497,10 @@ class Pipeline:
         self, reader: FrameReader, stop: threading.Event, size: int, seconds: float
     ) -> list[Frame]:
         """The next frames to process in order: one (the newest) for live sources; for
-        files, ``size`` frames, or fewer when they span ``seconds`` of video (0: no limit)
-        or the file ends."""
+        files, ``size`` frames, or fewer when they span ``seconds`` of video (0: no limit),
+        hold ``lookahead_bytes`` of images (when ``seconds`` is set), or the file ends."""
         chunk: list[Frame] = []
+        max_bytes = self.config.lookahead_bytes if seconds else 0
         if self._pending is not None:
             chunk, self._pending = [self._pending], None
         while not chunk:
@@ -472,6 +513,7 @@ class Pipeline:
             if first is None:
                 return []
             chunk = [first]
+        held = chunk[0].image_bgr.nbytes
         while len(chunk) < size and not stop.is_set():
             ready = reader.get_ready(1)
             if ready:
@@ -484,8 +526,11 @@ class Pipeline:
                 if got is None:
                     break
                 frame = got
-            if seconds and frame.timestamp - chunk[0].timestamp >= seconds - 1e-6:
-                self._pending = frame  # the window is full in time: it starts the next
+            held += frame.image_bgr.nbytes
+            if (seconds and frame.timestamp - chunk[0].timestamp >= seconds - 1e-6) or (
+                max_bytes and held > max_bytes
+            ):
+                self._pending = frame  # the window is full: this frame starts the next
                 break
             chunk.append(frame)
         return chunk

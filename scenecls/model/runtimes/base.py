@@ -13,10 +13,11 @@ from ...errors import InputError, UsageError
 DEVICES = ("auto", "cpu", "cuda")
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-"""Run-time precision of the image tower: ``auto`` (fp16 bundle on CUDA, OpenVINO bf16 on
-CPUs with bf16 instructions, else fp32), ``fp32`` (exact reference, ONNX Runtime),
-``fp16`` (fp16 bundle, for CUDA), ``bf16`` (OpenVINO, CPU), ``int8`` (OpenVINO, CPU,
-opt-in: int8 weights and run-time activation quantisation)."""
+"""Run-time precision of the image tower: ``auto`` (fp16 bundle on CUDA; on a CPU the
+runtime :mod:`.trial` measured fastest here among those that agree with fp32), ``fp32``
+(exact reference, ONNX Runtime), ``fp16`` (fp16 bundle, for CUDA), ``bf16`` (OpenVINO,
+CPU), ``int8`` (OpenVINO, CPU, opt-in: int8 weights and run-time activation
+quantisation)."""
 
 
 def cpu_threads() -> int:

@@ -33,7 +33,10 @@ def _nvidia_driver_present() -> bool:
         return False
 
 
-def _session_options(quiet: bool) -> Any:
+def session_options(quiet: bool = False) -> Any:
+    """ONNX Runtime session options: every optimisation, :func:`~.base.cpu_threads`
+    intra-op threads that sleep instead of spinning when they wait (see :mod:`.cores`),
+    and the log level (``quiet``: fatal errors only)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -41,6 +44,8 @@ def _session_options(quiet: bool) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = cpu_threads()
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 4 if quiet else 2
     return so
 
@@ -78,7 +83,7 @@ def create_session(path: Path, device: str) -> Any:
             ort.set_default_logger_severity(4)  # the CUDA provider's load errors are a wall
             try:
                 session = ort.InferenceSession(
-                    str(path), _session_options(quiet=True), providers=[_CUDA, _CPU]
+                    str(path), session_options(quiet=True), providers=[_CUDA, _CPU]
                 )
             finally:
                 ort.set_default_logger_severity(previous)
@@ -91,7 +96,7 @@ def create_session(path: Path, device: str) -> Any:
         if device == "cuda":
             raise DeviceError(f"--device cuda is not usable: {reason}")
         log.debug("CUDA not used: %s", reason)
-    return ort.InferenceSession(str(path), _session_options(quiet=False), providers=[_CPU])
+    return ort.InferenceSession(str(path), session_options(quiet=False), providers=[_CPU])
 
 
 def provider_name(session: Any) -> str:

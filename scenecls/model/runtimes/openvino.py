@@ -5,7 +5,8 @@ stored on disk.
 
 * ``bf16``: OpenVINO runs the matrix work in bfloat16 (AVX-512-BF16 or AMX) and
   accumulates in fp32. Rounding is relative to each value, so the error does not depend
-  on the weights' scale. This is the default on CPUs with bf16 instructions.
+  on the weights' scale. ``--precision auto`` takes it where it is the fastest path that
+  agrees with fp32 (:mod:`.trial`): on CPUs with AVX-512-BF16 or AMX so far.
 * ``int8``: the weights of every linear layer are quantised per output channel
   (symmetric, scale = max|w| / 127) when the model is loaded. OpenVINO quantises the
   activations at run time in groups of :data:`INT8_GROUP_SIZE` input channels and

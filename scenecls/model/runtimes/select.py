@@ -1,9 +1,10 @@
 """The one place that picks the image encoder's runtime for a device and precision.
 
 ONNX Runtime serves fp32 and fp16 bundles on the CPU and CUDA; OpenVINO serves bf16,
-int8 and (on request) fp32 on the CPU. Each runtime module says whether it can run here
-(:func:`~.onnx.cuda_unusable_reason`, :func:`~.openvino.openvino_unusable_reason`);
-this module only decides.
+int8 and fp32 on the CPU. ``--precision auto`` on the CPU takes whichever agreeing
+runtime :mod:`.trial` measured fastest on this machine. Each runtime module says whether
+it can run here (:func:`~.onnx.cuda_unusable_reason`,
+:func:`~.openvino.openvino_unusable_reason`); this module only decides.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from ...errors import DeviceError, UsageError
 from ..bundle import Bundle
-from . import onnx, openvino
+from . import onnx, openvino, trial
 from .base import DEVICES, PRECISIONS, ImageEncoder, cpu_threads
 
 log = logging.getLogger("scenecls")
@@ -68,8 +69,16 @@ def create_image_encoder(
         )
     on_cpu = device == "cpu" or (device == "auto" and onnx.cuda_unusable_reason() is not None)
     if precision == "auto" and on_cpu and bundle.precision == "fp32":
-        reason = openvino.openvino_unusable_reason()
-        if reason is None and openvino.cpu_has_bf16():
-            return openvino.OpenVinoImageEncoder(bundle, "bf16", cpu_threads())
-        log.debug("bf16 not used: %s", reason or "this CPU has no bf16 instructions")
+        choice, encoder = trial.choose_cpu_runtime(bundle, cpu_threads())
+        encoder.choice = choice  # type: ignore[attr-defined]
+        return encoder
     return onnx.OnnxImageEncoder(bundle, "cpu" if on_cpu else device)
+
+
+def describe_encoder(encoder: ImageEncoder) -> str:
+    """One line: runtime, precision, device, and how it was chosen when ``auto`` measured
+    it (e.g. ``OpenVINO bf16 on CPU, fastest on this CPU by trial (...)``)."""
+    name = "OpenVINO" if encoder.runtime == "openvino" else "ONNX Runtime"
+    line = f"{name} {encoder.precision} on {encoder.device.upper()}"
+    choice = getattr(encoder, "choice", None)
+    return f"{line}, {choice.describe()}" if choice is not None else line

@@ -11,7 +11,6 @@ import pytest
 
 from scenecls.bench import agreement, meets_bars
 from scenecls.cli import main
-from scenecls.model.runtimes.openvino import cpu_has_bf16
 
 from .conftest import MEDIA
 from .outputs import one_line_error
@@ -59,14 +58,23 @@ def test_bench_reports_all_figures(tiny_hf: Path, tmp_path: Path, capsys) -> Non
         a = row["agreement"]
         assert a["frames"] == row["frames"] and 0.9 < a["cosine_p1"] <= a["cosine_mean"] <= 1.0001
         assert 0 <= a["labels_same"] <= 1 and a["boundaries_found"] <= a["boundaries"]
-    assert g["speedup"] > 1  # the tiny model is cheap, yet skipping it still pays
+    # the tiny model encodes in well under a millisecond, so the gate saves encodes, not
+    # time, here (the full-size model's speed-up is measured by scenecls bench itself)
+    assert g["encoded_share"] < 0.5 and g["speedup"] > 0
     assert r["encoder"]["batch"] == 8 and r["encoder"]["batch1_ms"] > 0
     assert r["live"]["frames"] >= 25 and r["live"]["latency_p95_ms"] >= r["live"]["latency_p50_ms"]
     assert r["baseline"]["frames"] == 3 and r["baseline"]["fps"] > 0
-    if cpu_has_bf16():  # the default where the CPU has bf16 instructions
-        assert (r["precision"], r["runtime"]) == ("bf16", "openvino")
-    else:
-        assert (r["precision"], r["runtime"]) == ("fp32", "onnxruntime")
+    # auto: the tiny model is too fast for a runtime trial to save anything
+    assert (r["precision"], r["runtime"]) == ("fp32", "onnxruntime")
+    assert "no trial" in r["encoder_description"] and r["runtime_trial"]["cached"] is False
+    cpu = r["cpu"]  # the machine beside every figure: model and instruction sets
+    assert cpu["model"] and set(cpu["isa"]) == {"AVX2", "AVX-512", "BF16", "VNNI", "AMX"}
+    assert text.splitlines()[0].startswith("machine     ") and "AVX2 " in text.splitlines()[0]
+    assert r["live"]["encoder_calls"] > 0 and r["live"]["encoder_batch1_ms"] > 0
+    for row in g["sources"]:  # files go through the encoder in batches
+        calls = {int(n): c for n, c in row["encoder_calls"]["calls"].items()}
+        assert sum(n * c for n, c in calls.items()) == row["encoded"]
+        assert max(calls) > 1
     assert r["fidelity"]["frames"] == 24 and 0.999 <= r["fidelity"]["cosine_min"] <= 1.000001
     p = r["precisions"]
     assert p["fp32"]["fidelity"]["cosine_min"] > 0.999999 and p["fp32"]["runtime"] == "onnxruntime"

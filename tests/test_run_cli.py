@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,14 @@ def test_run_writes_outputs_and_summary(tiny_bundle, tmp_path: Path, capsys) -> 
     assert code == 0
     assert "frames      read 377, analysed 377, dropped 0" in err
     assert "switches    raw" in err
+    # what ran and how it was used: the runtime and why, the encoder's calls by batch
+    assert "encoder     ONNX Runtime fp32 on CPU, no trial:" in err
+    calls = re.search(
+        r"calls       image encoder: (\d+) calls: .*?(\d+) batched \((\d+) frames", err
+    )
+    assert calls is not None, err
+    encoded = int(re.search(r"encoded     (\d+) of 377", err).group(1))  # type: ignore[union-attr]
+    assert int(calls.group(3)) <= encoded < 377 and int(calls.group(2)) < int(calls.group(3))
     check_segments(read_segments(seg), first_time=0.0, end_time=30.16)
     parse_captions(srt)
 

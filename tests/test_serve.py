@@ -62,6 +62,9 @@ def test_status_shows_every_camera_and_retries_the_broken_one(kitchen) -> None: 
     cams = wait_for(ready)
     s = kitchen.status()
     assert s["labels"] == list(synthetic_shapes.CLASSES) and s["uptime"] > 0
+    calls = s["model"]["encoder_calls"]  # one encoder for every camera, counted by batch
+    encoded = sum(int(n) * c for n, c in calls["calls"].items())
+    assert encoded >= cams["pass"]["frames_encoded"] > 0 and s["model"]["runtime"]
     p = cams["pass"]
     assert p["label"] in synthetic_shapes.CLASSES and 0 <= p["confidence"] <= 1
     assert p["expected"] is None and p["match"] is None and p["alert"] is None

@@ -236,3 +236,17 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
             annotate_archive([str(video)], _options(out_dir=out))
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "videos", "cuda", "expected"),
+    [(2, 6, False, 1), (1, 6, False, 1), (16, 20, False, 8), (16, 3, False, 3), (16, 20, True, 4)],
+)
+def test_default_local_workers_take_two_cores_each(
+    monkeypatch, cpus, videos, cuda, expected
+) -> None:  # type: ignore[no-untyped-def]
+    from scenecls.archive import local
+
+    monkeypatch.setattr(local, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(local, "_available_memory", lambda: None)
+    assert local.default_workers(None, videos, cuda) == expected

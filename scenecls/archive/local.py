@@ -4,7 +4,7 @@ Processes are started with ``spawn`` (no inherited threads or model state), load
 model once in their initializer, and ignore Ctrl-C: the driver asks them to stop through
 a shared event. On Linux they die with the driver (``PR_SET_PDEATHSIG``), so killing
 the driver never leaves workers writing behind it. Each worker's thread pools get
-``cores // workers`` threads.
+``cores // workers`` threads (by default a worker per two cores: :data:`CORES_PER_WORKER`).
 """
 
 from __future__ import annotations
@@ -115,11 +115,21 @@ def _available_memory() -> int | None:
     return None
 
 
+CORES_PER_WORKER = 2
+"""CPU cores per default worker. Each worker's encoder gets its cores' threads and its
+decoder and gate run beside it. Measured on 2-core machines over the sample videos
+(``scripts/bench_efficiency.py``, docs/PERFORMANCE.md): one worker with two threads took
+8.2 s where two with one thread took 9.8 s (Xeon with AMX, bf16), 21.7 s against 22.9 s
+(the same CPU held to AVX2, fp32), and 85.7 s against 92.5 s (Zen 4, before batching):
+a second worker costs a second model load and leaves a core idle while the other
+finishes the last video, and batched encoders use two threads well."""
+
+
 def default_workers(bundle: Path | None, videos: int, cuda: bool) -> int:
-    """Workers for this machine: one per usable CPU core (four sharing a GPU when CUDA
-    is used), no more than memory allows for the model (about 2.5 times its image tower
-    plus 300 MB each) and no more than there are videos."""
-    n = min(usable_cpus(), 4) if cuda else usable_cpus()
+    """Workers for this machine: one per :data:`CORES_PER_WORKER` usable CPU cores (four
+    sharing a GPU when CUDA is used), no more than memory allows for the model (about 2.5
+    times its image tower plus 300 MB each) and no more than there are videos."""
+    n = min(usable_cpus(), 4) if cuda else max(1, usable_cpus() // CORES_PER_WORKER)
     memory = _available_memory()
     visual = bundle / "visual.onnx" if bundle is not None else None
     if memory is not None and visual is not None and visual.is_file():

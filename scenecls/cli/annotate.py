@@ -44,7 +44,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument(
         "--workers",
         type=int,
-        help="worker processes (local: default one per CPU core, fewer if memory is short; "
+        help="worker processes (local: default one per two CPU cores, fewer if memory is short; "
         "ray: default one per CPU of the cluster, or four per GPU)",
     )
     p.add_argument(

@@ -179,18 +179,28 @@ class Service:
                     self._stop.wait(0.005)
                     continue
                 changed = [st.gate.check(f.image_bgr, f.timestamp) for st, f in batch]
-                todo = [f for (_, f), c in zip(batch, changed, strict=True) if c]
-                fresh = iter(self._encode([f.image_bgr for f in todo]))
-                embs = [
-                    st.gate.keep(next(fresh)) if c else st.gate.embedding
-                    for (st, _), c in zip(batch, changed, strict=True)
-                ]
-                all_scores = score(np.stack(embs), self.text, self.names, self.model.logit_scale)
-                for (st, frame), scores, c in zip(batch, all_scores, changed, strict=True):
-                    self._analyse(st, frame, scores, c)
+                # frames that reuse an embedding are labelled first: they need not wait
+                # for the encoder's call on the other cameras' frames
+                still = [b for b, c in zip(batch, changed, strict=True) if not c]
+                if still:
+                    self._label(still, [st.gate.embedding for st, _ in still], encoded=False)
+                todo = [b for b, c in zip(batch, changed, strict=True) if c]
+                if todo:
+                    fresh = self._encode([f.image_bgr for _, f in todo])
+                    kept = [st.gate.keep(e) for (st, _), e in zip(todo, fresh, strict=True)]
+                    self._label(todo, kept, encoded=True)
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)
+
+    def _label(
+        self, batch: list[tuple[CameraState, Any]], embeddings: list[Any], encoded: bool
+    ) -> None:
+        """Score each ``(camera, frame)`` of ``batch`` with its ``(D,)`` float32 unit
+        embedding, and smooth, track and check it (:meth:`_analyse`)."""
+        scores = score(np.stack(embeddings), self.text, self.names, self.model.logit_scale)
+        for (st, frame), s in zip(batch, scores, strict=True):
+            self._analyse(st, frame, s, encoded)
 
     def _encode(self, images_bgr: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 unit embeddings of the changed cameras' frames (BGR), in one

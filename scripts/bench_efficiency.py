@@ -78,16 +78,6 @@ def _scenecls(*args: str) -> tuple[float, str]:
     return wall, done.stderr
 
 
-def _median_s(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def decode_seconds(files: list[Path]) -> dict[str, float]:
     """Seconds to decode every frame of each file, alone (the reader as runs use it)."""
     from scenecls.video.sources import VideoFileSource
@@ -100,16 +90,6 @@ def decode_seconds(files: list[Path]) -> dict[str, float]:
                 pass
         out[path.name] = time.perf_counter() - t0
     return out
-
-
-def encoder_alone(model: Any, frame_bgr: np.ndarray, batch: int = 16) -> dict[str, float]:
-    one = model.preprocess([frame_bgr])
-    many = np.repeat(one, batch, axis=0)
-    return {
-        "batch1_ms": 1000 * _median_s(lambda: model.image_encoder(one), 20),
-        "batched_ms": 1000 * _median_s(lambda: model.image_encoder(many), 4) / batch,
-        "preprocess_ms": 1000 * _median_s(lambda: model.preprocess([frame_bgr]), 20),
-    }
 
 
 def file_runs(model: Any, files: list[Path], every_frame: bool) -> dict[str, Any]:
@@ -172,6 +152,7 @@ def serve_run(model_path: str, cameras: int, fps: float, seconds: float) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     import scenecls
+    from scenecls.bench import bench_encoder
     from scenecls.model.runtimes.cpu import cpu_info
     from scenecls.video.sources import sample_frames
 
@@ -205,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     print(f"encoder     {model.encoder_description}")
     frame = sample_frames(MEDIA / RUN_VIDEO, 1)[0]
-    alone = encoder_alone(model, frame)
+    enc = bench_encoder(model, frame, 16)
+    alone = {"batch1_ms": enc["batch1_ms"], "batched_ms": enc["batched_ms_per_image"]}
     decode = decode_seconds(files)
     print(
         f"parts       model load {load_s:.2f} s; encoder alone batch 1 "

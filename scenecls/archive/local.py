@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import SceneclsError
 from ..interrupts import Interrupted
+from ..model.runtimes.base import usable_cpus
 from .job import VideoTask, failed_entry
 from .worker import WorkerConfig, WorkerState
 
@@ -94,13 +95,6 @@ def _annotate(task: VideoTask) -> dict[str, Any]:
 
 
 # --- in the driver -------------------------------------------------------------------
-
-
-def usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _available_memory() -> int | None:

@@ -20,6 +20,14 @@ CPU), ``int8`` (OpenVINO, CPU, opt-in: int8 weights and run-time activation
 quantisation)."""
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask on Linux), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cpu_threads() -> int:
     """Intra-op threads: ``$SCENECLS_THREADS`` if set, else the CPUs this process may use."""
     env = os.environ.get("SCENECLS_THREADS")
@@ -28,10 +36,7 @@ def cpu_threads() -> int:
             return max(1, int(env))
         except ValueError as e:
             raise UsageError(f"SCENECLS_THREADS must be a whole number, not {env!r}") from e
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def check_pixels(pixels: np.ndarray) -> None:

@@ -11,8 +11,10 @@ import functools
 import hashlib
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .base import usable_cpus
 
 ISA_FLAGS: dict[str, tuple[str, ...]] = {
     "AVX2": ("avx2",),
@@ -57,19 +59,8 @@ class CpuInfo:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "model": self.model,
-            "isa": dict(self.isa),
-            "cpus": self.cpus,
-            "caps": list(self.caps),
-        }
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        """For JSON: ``model``, ``isa``, ``cpus``, ``caps``."""
+        return asdict(self)
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,9 +86,9 @@ def cpu_info() -> CpuInfo:
     caps = tuple(f"{n}={os.environ[n]}" for n in CAP_VARIABLES if os.environ.get(n))
     if found is None:
         model = platform.processor() or platform.machine() or "unknown CPU"
-        return CpuInfo(model, dict.fromkeys(ISA_FLAGS), _usable_cpus(), caps)
+        return CpuInfo(model, dict.fromkeys(ISA_FLAGS), usable_cpus(), caps)
     model, flags = found
     isa: dict[str, bool | None] = {
         name: any(f in flags for f in names) for name, names in ISA_FLAGS.items()
     }
-    return CpuInfo(model or platform.machine() or "unknown CPU", isa, _usable_cpus(), caps)
+    return CpuInfo(model or platform.machine() or "unknown CPU", isa, usable_cpus(), caps)

@@ -18,27 +18,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
 from ...errors import DeviceError
 from ..bundle import Bundle
-from .base import check_pixels, normalize_rows
+from .base import check_pixels, normalize_rows, usable_cpus
 
 log = logging.getLogger("scenecls")
 
 INT8_GROUP_SIZE = 256
 """Input channels per run-time activation scale on the int8 path (measured: 256 was the
 fastest of 32/64/256/whole rows on the build machine, with fidelity 0.9998)."""
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def openvino_unusable_reason() -> str | None:
@@ -122,7 +114,7 @@ class OpenVinoImageEncoder:
             # pinned threads suit a process that has the CPUs to itself; processes that
             # share them (archive workers with a few threads each) would all pin to the
             # same first cores, so they leave placement to the OS
-            "ENABLE_CPU_PINNING": threads >= _usable_cpus(),
+            "ENABLE_CPU_PINNING": threads >= usable_cpus(),
         }
         if precision == "int8":
             count = compress_linear_weights(model)

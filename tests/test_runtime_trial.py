@@ -232,23 +232,3 @@ def test_loading_a_model_for_the_cpu_leaves_no_helper_pool_that_spins(tiny_bundl
 
     if len(os.sched_getaffinity(0)) > 1:  # there was something to take away
         assert blas0 > 1 and cv0 > 1
-
-
-@pytest.mark.parametrize(
-    ("trials", "note", "batched"),
-    [
-        ({"batch1_ms": 16.4, "batched_ms": 7.8}, "", True),  # bf16 with AMX: batch
-        ({"batch1_ms": 50.4, "batched_ms": 42.1}, "", False),  # fp32 held to AVX2: one by one
-        ({"batch1_ms": 0.4, "batched_ms": 0.4}, "no trial: 0.4 ms", True),  # nothing measured
-        (None, "", True),  # an explicit --precision or CUDA: no trial
-    ],
-)
-def test_serve_batches_changed_frames_only_where_batching_pays(trials, note, batched) -> None:  # type: ignore[no-untyped-def]
-    from types import SimpleNamespace
-
-    from scenecls.serve.service import batching_pays
-
-    encoder = SimpleNamespace()
-    if trials is not None:
-        encoder.choice = trial.RuntimeChoice("openvino-fp32", {"openvino-fp32": trials}, note=note)
-    assert batching_pays(SimpleNamespace(image_encoder=encoder)) is batched

@@ -44,26 +44,6 @@ log = logging.getLogger("scenecls")
 JPEG_QUALITY = 80
 
 
-BATCH_PAYS = 0.75
-"""The cameras' changed frames are encoded in one call when the encoder's batched
-per-image cost is under this share of its batch-1 cost (as the runtime trial measured
-it); else one at a time, so that the first is labelled after one encode instead of
-after the whole batch. Measured: OpenVINO bf16 with AMX 7.8 against 16.4 ms (0.48:
-batch), OpenVINO fp32 held to AVX2 42.1 against 50.4 ms (0.84: one at a time)."""
-
-
-def batching_pays(model: object) -> bool:
-    """Whether ``model``'s image encoder encodes a batch enough faster per image than one
-    image (see :data:`BATCH_PAYS`). True when nothing was measured (CUDA, an explicit
-    ``--precision``): batching is what GPUs and most runtimes are made for."""
-    choice = getattr(getattr(model, "image_encoder", None), "choice", None)
-    measured = getattr(choice, "trials", {}).get(getattr(choice, "name", ""), {})
-    one, many = measured.get("batch1_ms"), measured.get("batched_ms")
-    if not one or not many or getattr(choice, "note", ""):
-        return True
-    return many < BATCH_PAYS * one
-
-
 @dataclass
 class CameraState:
     """Everything the service knows about one camera (guarded by the service lock)."""
@@ -117,9 +97,6 @@ class Service:
     ) -> None:
         self.model = model
         self.encoder_calls = EncoderCalls()
-        self.batch_changed = batching_pays(model)
-        """Whether the cameras' changed frames go to the encoder together (one call) or
-        one at a time, oldest first, each labelled as soon as it is encoded."""
         self.labelset = labelset
         self.names = labelset.names
         self.text = model.embed_labels(labelset)
@@ -207,16 +184,11 @@ class Service:
                 still = [b for b, c in zip(batch, changed, strict=True) if not c]
                 if still:
                     self._label(still, [st.gate.embedding for st, _ in still], encoded=False)
-                todo = sorted(
-                    (b for b, c in zip(batch, changed, strict=True) if c),
-                    key=lambda b: b[1].captured_at,  # the longest waiting first
-                )
-                for group in [todo] if self.batch_changed else [[b] for b in todo]:
-                    if not group:
-                        continue
-                    fresh = self._encode([f.image_bgr for _, f in group])
-                    kept = [st.gate.keep(e) for (st, _), e in zip(group, fresh, strict=True)]
-                    self._label(group, kept, encoded=True)
+                todo = [b for b, c in zip(batch, changed, strict=True) if c]
+                if todo:
+                    fresh = self._encode([f.image_bgr for _, f in todo])
+                    kept = [st.gate.keep(e) for (st, _), e in zip(todo, fresh, strict=True)]
+                    self._label(todo, kept, encoded=True)
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)

@@ -239,7 +239,6 @@ def _run_trial(
     one = pixels[:1]
     many = np.ascontiguousarray(np.resize(pixels, (TRIAL_BATCH, *pixels.shape[1:])))
     choice = RuntimeChoice(REFERENCE, cpu=cpu.describe(), threads=threads)
-    log.info("choosing the fastest runtime for this CPU (once per model and machine)")
     reference = _build(bundle, REFERENCE, threads)
     expected = reference(pixels)
     encoders: dict[str, ImageEncoder] = {REFERENCE: reference}
@@ -254,6 +253,7 @@ def _run_trial(
         choice.note = f"no trial: {ms:.1f} ms an image leaves nothing to save"
         choice.trials[REFERENCE].update(batch1_ms=round(ms, 2), batched_ms=round(ms, 2))
         return choice, reference
+    log.info("choosing the fastest runtime for this CPU (once per model and machine)")
     for name in candidates:
         if name == REFERENCE:
             continue

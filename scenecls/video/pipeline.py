@@ -415,7 +415,7 @@ class Pipeline:
         if self.source.live:
             return 1
         if self.config.gate.enabled:
-            return max(1, MAX_WINDOW_FRAMES)
+            return MAX_WINDOW_FRAMES
         return max(1, self.config.batch_size)
 
     def _window_seconds(self) -> float:
@@ -448,11 +448,9 @@ class Pipeline:
                 stages["preprocess"] += t1 - t0
                 stages["encode"] += t2 - t1
                 self.encoder_calls.add(len(pixels), t2 - t1)
-            if len(parts) == 1:
-                return parts[0]
             if not parts:
                 return np.zeros((0, self.model.embed_dim), np.float32)
-            return np.concatenate(parts)
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
         if not frames:
             empty = np.zeros((0, self.model.embed_dim), np.float32)

@@ -109,6 +109,8 @@ def run_service(args: argparse.Namespace, sources: list[Path]) -> dict[str, Any]
 
 
 def main() -> None:
+    from scenecls.model.runtimes.cpu import cpu_info
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="bundle or Hugging Face folder")
     ap.add_argument("--cameras", type=int, default=8)
@@ -130,7 +132,7 @@ def main() -> None:
         for c in result["cameras"]
     )
     report = {
-        "machine": os.uname().machine + f", {os.cpu_count()} CPUs",
+        "machine": cpu_info().describe(),
         "cameras": args.cameras,
         "fps_per_camera": args.fps,
         "gate": {"change_threshold": args.change_threshold, "max_reuse": args.max_reuse},
@@ -139,6 +141,7 @@ def main() -> None:
         "meets_bars": ok,
         **result,
     }
+    print(f"machine {report['machine']}")
     print(f"encoder batch 1: {batch1:.1f} ms; bars: >= {bar_fps:.1f} fps per camera, "
           f"p95 <= {bar_latency:.1f} ms")  # fmt: skip
     print(f"{'camera':8s} {'source':34s} {'fps':>6s} {'min 5s':>6s} {'encoded':>7s} "

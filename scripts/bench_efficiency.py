@@ -1,7 +1,8 @@
 """Efficiency: how close ``run``, ``annotate`` and ``serve`` come to the sum of their parts.
 
 usage: python scripts/bench_efficiency.py --model BUNDLE [--json FILE] [--serve-seconds 30]
-       [--cameras 4] [--fps 10] [--skip-serve] [--skip-every-frame] [--avx2]
+       [--cameras 4] [--fps 10] [--live-seconds 20] [--skip-serve] [--skip-every-frame]
+       [--avx2]
 
 In one run, on this machine:
 
@@ -131,11 +132,13 @@ def summary_figures(stderr: str) -> dict[str, float]:
     return out
 
 
-def live_calls(model: Any, frames: list[np.ndarray], alone_ms: float) -> dict[str, Any]:
+def live_calls(
+    model: Any, frames: list[np.ndarray], alone_ms: float, seconds: float
+) -> dict[str, Any]:
     from scenecls.bench import bench_live
     from scenecls.model.labels import resolve_labels
 
-    live = bench_live(model, frames, resolve_labels("scenes"), 20.0)
+    live = bench_live(model, frames, resolve_labels("scenes"), seconds)
     inside = live["encoder_batch1_ms"]
     return {**live, "alone_batch1_ms": alone_ms, "ratio": inside / alone_ms if inside else None}
 
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cameras", type=int, default=4)
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--serve-seconds", type=float, default=30.0)
+    ap.add_argument("--live-seconds", type=float, default=20.0, help="simulated camera run")
     ap.add_argument("--skip-serve", action="store_true")
     ap.add_argument(
         "--skip-every-frame",
@@ -298,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         f"end to end (target >= 100); parts {run_parts:.1f} s: ratio {wall / run_parts:.2f}"
     )
 
-    live = live_calls(model, sample_frames(MEDIA / RUN_VIDEO, 8), alone["batch1_ms"])
+    live = live_calls(
+        model, sample_frames(MEDIA / RUN_VIDEO, 8), alone["batch1_ms"], args.live_seconds
+    )
     report["live"] = live
     if live["ratio"] is not None:
         print(

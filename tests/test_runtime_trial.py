@@ -232,3 +232,15 @@ def test_loading_a_model_for_the_cpu_leaves_no_helper_pool_that_spins(tiny_bundl
 
     if len(os.sched_getaffinity(0)) > 1:  # there was something to take away
         assert blas0 > 1 and cv0 > 1
+
+
+def test_a_rejected_candidate_gives_the_cause_not_the_source_location() -> None:
+    error = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:117:\n"
+        "Exception from src/inference/src/dev/plugin.cpp:54:\n"
+        "Check '!getSupportedPrimitiveDescriptors().empty()' failed at node.cpp:345:\n"
+        "Supported primitive descriptors list is empty for node: Softmax\n"
+    )
+    assert trial._reason(error) == "Supported primitive descriptors list is empty for node: Softmax"
+    assert trial._reason(RuntimeError("")) == "RuntimeError"
+    assert len(trial._reason(RuntimeError("x" * 500))) == 120

@@ -212,6 +212,7 @@ def run_bench(args: argparse.Namespace) -> int:
         load_model, model_name, device=args.device, precision=args.precision, batch_size=args.batch
     )
     frames = sample_frames(source, max(8, args.baseline_frames))
+    machine = cpu_info()
     report: dict[str, Any] = {
         "model": model_name,
         "random_weights": random_weights,
@@ -220,7 +221,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "precision": model.precision,
         "bundle_precision": model.bundle.precision,
         "encoder_description": model.encoder_description,
-        "cpu": {**cpu_info().to_dict(), "describe": cpu_info().describe()},
+        "cpu": {**machine.to_dict(), "describe": machine.describe()},
         "source": [str(p) for p in sources],
         "batch": args.batch,
     }

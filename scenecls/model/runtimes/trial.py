@@ -29,6 +29,7 @@ candidates; naming ``openvino-int8`` there opts int8 in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -91,9 +92,9 @@ class RuntimeChoice:
 
     def describe(self) -> str:
         """One line for run summaries: the winner and what it beat."""
-        how = "cached trial" if self.cached else "trial"
         if self.note:
             return self.note
+        how = "cached trial" if self.cached else "trial"
         others = []
         for name, t in self.trials.items():
             if name == self.name:
@@ -114,6 +115,16 @@ class RuntimeChoice:
 def _pretty(name: str) -> str:
     runtime, precision = name.split("-")
     return f"{'OpenVINO' if runtime == 'openvino' else 'ONNX Runtime'} {precision}"
+
+
+def _reason(error: BaseException) -> str:
+    """One short line for why a candidate failed: the error's last line that is not a
+    source location (OpenVINO's messages start with a trace of ``Exception from
+    file:line`` lines and end with the cause)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    line = (causes or lines or [type(error).__name__])[-1]
+    return line if len(line) <= 120 else line[:117] + "..."
 
 
 def runtime_cache_dir() -> Path:
@@ -157,8 +168,6 @@ def probe_images(count: int = 6, seed: int = 7) -> list[np.ndarray]:
 
 
 def _trial_key(bundle: Bundle, threads: int, candidates: tuple[str, ...]) -> str:
-    import hashlib
-
     versions = []
     for module in ("onnxruntime", "openvino"):
         try:
@@ -261,7 +270,7 @@ def _run_trial(
             encoder = _build(bundle, name, threads)
             cos = float(cosine_rows(encoder(pixels), expected).min())
         except Exception as e:
-            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            reason = _reason(e)
             choice.trials[name] = {"rejected": reason}
             log.debug("runtime %s rejected: %s", name, reason)
             continue

@@ -14,6 +14,10 @@ Public API::
     sinks.append(scenecls.EmbeddingsSink("video.embeddings.npz"))  # for search, relabel
     stored = scenecls.open_embeddings("video.embeddings.npz")  # rows memory-mapped
 
+    taught = scenecls.teach("examples/", model)  # examples/<label>/*.jpg
+    print(taught.report["cross_validation"]["accuracy"])  # before use
+    taught.save("pizza.npz")  # --labels pizza.npz, or pass taught as labels
+
 Everything here is re-exported from the layer packages (:mod:`scenecls.model`,
 :mod:`scenecls.video`); import from this module, the layout below it may change.
 """
@@ -21,7 +25,10 @@ Everything here is re-exported from the layer packages (:mod:`scenecls.model`,
 from .errors import SceneclsError
 from .model import Label, LabelSet, SceneModel, load_model, resolve_labels
 from .model.embeddings_store import EmbeddingsFile, open_embeddings
-from .model.scene_model import TextModel, load_text_model
+from .model.scene_model import TextModel, load_labels, load_text_model
+from .model.taught import ExampleSet, TaughtSet, load_taught
+from .region import Region, parse_region
+from .teaching.api import teach
 from .types import Candidate, Classification, Frame, Prediction, Scores, Segment
 from .version import __version__
 from .video.pipeline import Pipeline, PipelineConfig, RunStats
@@ -51,6 +58,7 @@ __all__ = [
     "Classification",
     "EmbeddingsFile",
     "EmbeddingsSink",
+    "ExampleSet",
     "Frame",
     "FrameSource",
     "ImageFolderSource",
@@ -61,6 +69,7 @@ __all__ = [
     "Pipeline",
     "PipelineConfig",
     "Prediction",
+    "Region",
     "RunStats",
     "SceneModel",
     "SceneclsError",
@@ -71,15 +80,20 @@ __all__ = [
     "Sink",
     "Smoother",
     "SmoothingConfig",
+    "TaughtSet",
     "TextModel",
     "VideoFileSource",
     "VideoSink",
     "WindowSink",
     "__version__",
+    "load_labels",
     "load_model",
+    "load_taught",
     "load_text_model",
     "open_embeddings",
     "open_source",
+    "parse_region",
     "resolve_labels",
     "run_with_window",
+    "teach",
 ]

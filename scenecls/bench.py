@@ -16,6 +16,7 @@ import numpy as np
 
 from .model.labels import LabelSet
 from .model.scene_model import SceneModel
+from .region import Region
 from .video.sinks import Sink
 
 log = logging.getLogger("scenecls")
@@ -140,17 +141,23 @@ def meets_bars(a: dict[str, Any]) -> bool:
 
 
 def bench_sources(
-    model: SceneModel, sources: list[Path], labelset: LabelSet, batch: int, gate: Any
+    model: SceneModel,
+    sources: list[Path],
+    labelset: LabelSet,
+    batch: int,
+    gate: Any,
+    region: Region | None = None,
 ) -> dict[str, Any]:
     """Every-frame and gated (``gate``: a :class:`~.video.gate.GateConfig`) annotation of
     each file in ``sources``, with JSONL and segment outputs: frames per second of each,
     share of frames encoded, decode time per frame, and the gated run's
-    :func:`agreement` with the every-frame run. Totals are total frames over total time."""
+    :func:`agreement` with the every-frame run. Totals are total frames over total time.
+    ``region``: the region of interest both runs analyse (None: the whole frame)."""
     from .video.gate import GateConfig
     from .video.pipeline import PipelineConfig
 
-    every = PipelineConfig(batch_size=batch, gate=GateConfig(change_threshold=0))
-    gated = PipelineConfig(batch_size=batch, gate=gate)
+    every = PipelineConfig(batch_size=batch, gate=GateConfig(change_threshold=0), region=region)
+    gated = PipelineConfig(batch_size=batch, gate=gate, region=region)
     rows = []
     for video in sources:
         ref_stats, ref_embs, ref_labels = annotate_file(model, video, labelset, every)
@@ -254,12 +261,19 @@ def bench_live(
     labelset: LabelSet,
     seconds: float,
     fps: float = 30.0,
+    region: Region | None = None,
 ) -> dict[str, Any]:
-    """A simulated camera at ``fps``: capture-to-label latency percentiles and drops."""
-    from .video.pipeline import Pipeline
+    """A simulated camera at ``fps``: capture-to-label latency percentiles and drops
+    (``region``: the region of interest analysed, None: the whole frame)."""
+    from .video.pipeline import Pipeline, PipelineConfig
     from .video.sources import SimulatedLiveSource
 
-    stats = Pipeline(model, labelset, SimulatedLiveSource(frames, fps=fps, duration=seconds)).run()
+    stats = Pipeline(
+        model,
+        labelset,
+        SimulatedLiveSource(frames, fps=fps, duration=seconds),
+        config=PipelineConfig(region=region),
+    ).run()
     lat = np.asarray(stats.latencies)
     third = max(1, len(lat) // 3)
     return {
@@ -344,6 +358,10 @@ def format_report(r: dict[str, Any]) -> str:
         f"model       {r['model']} ({encoder})"
         + ("  [random weights: speed is real, accuracy is not]" if r.get("random_weights") else "")
     )
+    if r.get("region"):
+        region = r["region"]
+        spec = ",".join(str(region[k]) for k in ("x", "y", "w", "h"))
+        lines.append(f"region      {spec} ({region['unit']}s): only it is gated and encoded")
     g = r["sources"]
     lines.append(
         f"end to end  {len(g['sources'])} file(s), {g['frames']} frames, JSONL + segments, "

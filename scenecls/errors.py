@@ -27,6 +27,13 @@ class InputError(SceneclsError):
     """An input file (image, video) is missing or cannot be decoded."""
 
 
+class RegionError(InputError):
+    """The region of interest (``--region``) does not fit a frame or image. Exit code 2:
+    the command line asks for a part of the frame that is not there."""
+
+    exit_code = 2
+
+
 class ModelNotFoundError(SceneclsError):
     """``--model`` names nothing that can be found or downloaded."""
 

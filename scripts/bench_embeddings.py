@@ -42,7 +42,7 @@ from scenecls.model.embeddings_store import (
     read_meta,
     write_embeddings,
 )
-from scenecls.model.labels import LabelSet
+from scenecls.model.taught import TextScorer
 from scenecls.video.smoothing import SmoothingConfig
 
 DIM = 512
@@ -163,14 +163,14 @@ def bench_relabel(folder: Path, hours: float) -> dict:
     store = open_embeddings(path)
     rng = np.random.default_rng(3)
     text = unit(rng.standard_normal((3, DIM), dtype=np.float32))
-    labels = LabelSet.from_names(["room", "park", "warehouse"])
+    scorer = TextScorer(["room", "park", "warehouse"], text, 100.0)
     out = {}
     for name, outputs in (("segments,srt", ("segments", "srt")),
                           ("jsonl,segments,srt", ("jsonl", "segments", "srt"))):  # fmt: skip
         work = Path(tempfile.mkdtemp(dir=folder))
         sinks = list(make_sinks(work, "hour.mp4", outputs).values())
         t0 = time.perf_counter()
-        stats = replay(store, text, labels, SmoothingConfig(), sinks, 100.0)
+        stats = replay(store, scorer, SmoothingConfig(), sinks)
         out[name] = {"seconds": round(time.perf_counter() - t0, 3),
                      "segments": len(stats.segments or [])}  # fmt: skip
     return {

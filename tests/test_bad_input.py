@@ -137,6 +137,45 @@ def test_an_image_folder_with_unreadable_files(tiny_bundle: Path, tmp_path: Path
     assert len(read_jsonl(jsonl)) == 4
 
 
+# --- the region of interest ----------------------------------------------------------
+
+
+def _image_folder(folder: Path) -> Path:
+    """Two 320 x 240 images: their size is known only once the first is decoded."""
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((240, 320, 3), 60 * i, np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "source, region, words",
+    [
+        ("SHORT", "700,0,100,100", "car-detection.mp4: region 700,0,100,100 (pixels) reaches "
+         "outside the 768x432 frame"),
+        ("SHORT", "0,400,768,40", "reaches outside the 768x432 frame (to x=768, y=440)"),
+        ("SHORT", "0.5,0.5,0.6,0.1", "--region 0.5,0.5,0.6,0.1: as fractions, x + w"),
+        ("SHORT", "0.5,0.5", "--region '0.5,0.5': give four numbers"),
+        ("SHORT", "0.5,0,320,240", "pixels must be whole numbers"),
+        ("SHORT", "0,0,0.0001,0.5", "covers no whole pixel of the 768x432 frame"),
+        ("IMAGES", "0,0,400,100", "region 0,0,400,100 (pixels) reaches outside the 320x240"),
+    ],
+)  # fmt: skip
+def test_a_region_outside_the_frame_is_one_line_exit_2_and_nothing_written(
+    source: str, region: str, words: str, tiny_bundle: Path, tmp_path: Path, capfd
+) -> None:  # type: ignore[no-untyped-def]
+    src = str(SHORT) if source == "SHORT" else str(_image_folder(tmp_path / "imgs"))
+    out = tmp_path / "out"
+    out.mkdir()
+    code = _run(tiny_bundle, src, f"--region={region}", "--jsonl", str(out / "o.jsonl"),
+                "--segments", str(out / "o.json"), "--embeddings", str(out / "o.npz"),
+                "--out", str(out / "o.mp4"))  # fmt: skip
+    err = capfd.readouterr().err
+    assert code == 2, err
+    assert words in one_line_error(err)
+    assert list(out.iterdir()) == []
+
+
 # --- labels --------------------------------------------------------------------------
 
 

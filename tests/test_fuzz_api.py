@@ -301,6 +301,64 @@ def test_post_expect_any_body(
         assert json.loads(reply.body)["camera"] == CAMERA
 
 
+fractions = st.floats(0, 1)
+coordinates = st.one_of(
+    fractions,
+    st.floats(),  # NaN and infinities too (json.dumps writes them, json.loads reads them)
+    st.integers(-(10**30), 10**30),
+    st.sampled_from([0, 1, 1.0000001, -0.0, -1e-12, 1e308, "0.5", True, None]),
+    json_values,
+)
+region_objects = st.one_of(
+    st.fixed_dictionaries({"x": fractions, "y": fractions, "w": fractions, "h": fractions}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "x": coordinates,
+            "y": coordinates,
+            "w": coordinates,
+            "h": coordinates,
+            "unit": st.sampled_from(["fraction", "pixel", "", 1]),
+            "region": st.none() | json_values,
+        },
+    ),
+    st.fixed_dictionaries({"region": st.none() | json_values}),
+)
+region_bodies = st.one_of(
+    region_objects.map(lambda v: json.dumps(v).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=60),
+    raw_bodies,
+)
+
+
+@FUZZ
+@given(
+    name=camera_names,
+    body=region_bodies,
+    content_type=content_types,
+    auth=auths,
+    secured=st.booleans(),
+)
+def test_post_region_any_body(
+    api: Api, name: str, body: bytes, content_type: str | None, auth: str | None, secured: bool
+) -> None:
+    headers = with_headers(content_type, auth)
+    path = f"/api/cameras/{quote(name, safe='')}/region"
+    reply = api.request("POST", path, secured=secured, token=False, data=body, headers=headers)
+    check(api, reply)
+    if reply.status == 200:
+        doc = json.loads(reply.body)
+        assert doc["camera"] == CAMERA
+        region = doc["region"]
+        assert region is None or (
+            region["unit"] == "fraction"
+            and 0 <= region["x"] < region["x"] + region["w"] <= 1 + 1e-9
+            and 0 <= region["y"] < region["y"] + region["h"] <= 1 + 1e-9
+        )
+    api.service.set_region(CAMERA, None)  # the other tests see the whole frame
+
+
 @FUZZ
 @given(query=queries, auth=auths, secured=st.booleans())
 def test_delete_expect_any_query(api: Api, query: str, auth: str | None, secured: bool) -> None:
@@ -375,6 +433,10 @@ def test_any_method_any_path(api: Api, method: str, path: str, auth: str | None)
         ("GET", "/api/events", None, {"Last-Event-ID": "9" * 5000}, 200),
         ("HEAD", "/stream/pass.mjpg", None, {}, 200),
         ("GET", "/nothing%0Ahere", None, {}, 404),
+        ("POST", "/api/cameras/pass/region", b'{"x": NaN, "y": 0, "w": 1, "h": 1}', {}, 400),
+        ("POST", "/api/cameras/pass/region", b'{"x": 0, "y": 0, "w": 1e400, "h": 1}', {}, 400),
+        ("POST", "/api/cameras/pass/region", b'{"x": 0, "y": 0, "w": 0.0001, "h": 1}', {}, 400),
+        ("POST", "/api/cameras/oven/region", b'{"region": null}', {}, 404),
     ],
 )
 def test_found_by_fuzzing_api(

@@ -13,10 +13,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "scenecls"
 # each layer may import only the layers after it in this list (and itself)
 LAYERS = [
     ("cli", {"cli", "__main__"}),
-    ("applications", {"serve", "archive", "evaluation", "bench"}),
+    ("applications", {"serve", "archive", "evaluation", "bench", "teaching"}),
     ("video", {"video"}),
     ("model", {"model"}),
-    ("shared", {"types", "errors", "atomic", "interrupts", "version", "__init__"}),
+    ("shared", {"types", "errors", "region", "atomic", "interrupts", "version", "__init__"}),
 ]
 
 

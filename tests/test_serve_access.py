@@ -31,6 +31,7 @@ ROUTES = [
     ("GET", "/snapshot/pass.jpg", 200),
     ("POST", "/api/expect", 200),
     ("DELETE", "/api/expect?camera=pass", 200),
+    ("POST", "/api/cameras/pass/region", 200),
 ]
 
 
@@ -72,24 +73,26 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         s.stop()
 
 
-def _body(method: str) -> bytes | None:
-    return b'{"camera": "pass", "label": "red circle"}' if method == "POST" else None
+def _body(method: str, path: str) -> bytes | None:
+    if method != "POST":
+        return None
+    return b'{"region": null}' if "region" in path else b'{"camera": "pass", "label": "red circle"}'
 
 
 @pytest.mark.parametrize(("method", "path", "ok"), ROUTES)
 def test_every_route_needs_the_token(server, method: str, path: str, ok: int) -> None:  # type: ignore[no-untyped-def]
     url = server.url + path
     json_type = {"Content-Type": "application/json"}
-    code, headers, body = fetch(url, method, headers=json_type, data=_body(method))
+    code, headers, body = fetch(url, method, headers=json_type, data=_body(method, path))
     if path == "/":  # a person is sent to the form, and nothing of the page is shown
         assert code == 303 and headers["Location"].startswith("/login")
     else:
         assert code == 401 and b"Bearer" in body and b"\xff\xd8" not in body
     wrong = {**json_type, "Authorization": "Bearer not-the-token"}
-    code, _, body = fetch(url, method, headers=wrong, data=_body(method))
+    code, _, body = fetch(url, method, headers=wrong, data=_body(method, path))
     assert code == 401 and b"\xff\xd8" not in body  # no frame leaks
     right = {**json_type, "Authorization": f"Bearer {TOKEN}"}
-    code, headers, body = fetch(url, method, headers=right, data=_body(method))
+    code, headers, body = fetch(url, method, headers=right, data=_body(method, path))
     assert code == ok, body
     if "snapshot" in path or "stream" in path:
         assert b"\xff\xd8" in body  # the frame, with the token

@@ -1,9 +1,11 @@
 """The kitchen page in headless Chromium (Debian's chromium, driven by Playwright): a
 person logs in through the form, the live view updates, and the current label, the
-expected label and alerts are shown."""
+expected label and alerts are shown; a rectangle dragged on the live picture becomes the
+camera's region of interest (kept in --data), and a button clears it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -54,7 +56,7 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
     server = ServeProcess(
         [str(video), "--name", "pass", "--model", str(MODEL),
          "--labels", ",".join(synthetic_shapes.CLASSES), "--loop", "--alert-after", "0.5",
-         "--token", TOKEN],
+         "--token", TOKEN, "--data", str(tmp_path / "data")],
         home=tmp_path / "home",
     )  # fmt: skip
     try:
@@ -90,6 +92,40 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
             alert = card.locator(".alerts li.open")
             alert.wait_for(timeout=10_000)
             assert "expected blue ring, saw red circle" in alert.inner_text()
+
+            # drag a rectangle on the live picture: the middle half of its width, the
+            # middle 80 % of its height (the 4:3 picture is pillarboxed in a 16:9 box)
+            assert server.camera("pass")["region"] is None
+            page.evaluate("window.scrollTo(0, 0)")  # the whole picture in the viewport
+            box = view.bounding_box()
+            assert box is not None
+            natural = view.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+            scale = min(box["width"] / natural[0], box["height"] / natural[1])
+            w, h = natural[0] * scale, natural[1] * scale
+            left = box["x"] + (box["width"] - w) / 2
+            top = box["y"] + (box["height"] - h) / 2
+            page.mouse.move(left + 0.25 * w, top + 0.1 * h)
+            page.mouse.down()
+            page.mouse.move(left + 0.5 * w, top + 0.5 * h, steps=4)
+            assert card.locator(".drag").is_visible()  # the rectangle follows the mouse
+            page.mouse.move(left + 0.75 * w, top + 0.9 * h, steps=4)
+            page.mouse.up()
+            region = wait_for(lambda: server.camera("pass")["region"])
+            assert region["unit"] == "fraction"
+            for key, value in (("x", 0.25), ("y", 0.1), ("w", 0.5), ("h", 0.8)):
+                assert abs(region[key] - value) < 0.02, region
+            card.locator(".roi").filter(has_text="region: 50×80 %").wait_for(timeout=10_000)
+            stored = json.loads((tmp_path / "data" / "cameras" / "pass.json").read_text())
+            assert stored["region"] == region
+            # a click is not a drag: the region stays
+            page.mouse.click(left + 0.5 * w, top + 0.5 * h)
+            page.wait_for_timeout(300)
+            assert server.camera("pass")["region"] == region
+
+            card.locator(".clear-region").click()
+            wait_for(lambda: server.camera("pass")["region"] is None)
+            card.locator(".roi").filter(has_text="whole picture").wait_for(timeout=10_000)
+            assert card.locator(".note").inner_text() == ""
             browser.close()
     finally:
         assert server.stop() == 0, "".join(server.log)

@@ -158,6 +158,7 @@ def annotate_video(
                 analysis_fps=options.fps,
                 overlay_top_k=options.smoothing.top_k,
                 gate=options.gate,
+                region=options.region,
             ),
             on_progress=progress,
         )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..model.labels import LabelSet
+from ..model.taught import TaughtSet
+from ..region import Region
 from ..video.gate import GateConfig
 from ..video.smoothing import SmoothingConfig
 
@@ -69,12 +71,13 @@ class ArchiveOptions:
     ``model``: what workers load (a bundle folder for the local engine, the ``--model``
     text for Ray, resolved on each node). ``fps``: analysed frames per second of video
     (None: every frame). ``batch``: frames per encoder call. ``top_k``: bars drawn on
-    the annotated video. ``gate``: the change gate before the encoder.
+    the annotated video. ``gate``: the change gate before the encoder. ``region``: the
+    region of interest the gate and the encoder see (None: the whole frame).
     """
 
     out_dir: Path
     model: str
-    labels: LabelSet
+    labels: LabelSet | TaughtSet
     smoothing: SmoothingConfig
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     device: str = "auto"
@@ -83,6 +86,7 @@ class ArchiveOptions:
     batch: int = 16
     gate: GateConfig = field(default_factory=GateConfig)
     embeddings_dtype: str = "float16"
+    region: Region | None = None
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -93,7 +97,10 @@ class ArchiveOptions:
             raise UsageError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}")
 
     def labels_hash(self) -> str:
-        """16 hex digits identifying the label set: names, phrasings, templates."""
+        """16 hex digits identifying the label set: names, phrasings, templates (a
+        taught set: its classifier and examples)."""
+        if isinstance(self.labels, TaughtSet):
+            return _digest({"taught": self.labels.digest()})
         payload = {
             "labels": [[lb.name, list(lb.phrasings)] for lb in self.labels.labels],
             "templates": list(self.labels.templates),
@@ -103,8 +110,8 @@ class ArchiveOptions:
     def options_hash(self, identity: ModelIdentity) -> str:
         """16 hex digits over everything that changes a video's outputs: the model's
         weights and the precision and device it really ran at, the label set, sampling,
-        batching, smoothing, and which outputs are written (the overlay's top-k only
-        when the annotated video is one of them)."""
+        batching, smoothing, the region of interest, and which outputs are written (the
+        overlay's top-k only when the annotated video is one of them)."""
         smoothing = asdict(self.smoothing)
         if "video" not in self.outputs:
             smoothing.pop("top_k")
@@ -121,6 +128,8 @@ class ArchiveOptions:
         }
         if "embeddings" in self.outputs:
             payload["embeddings_dtype"] = self.embeddings_dtype
+        if self.region is not None:  # (absent when unset: earlier manifests stay valid)
+            payload["region"] = self.region.to_json()
         return _digest(payload)
 
 

@@ -28,9 +28,9 @@ import numpy as np
 
 from ..errors import SceneclsError, UsageError
 from ..model.embeddings_store import EmbeddingsFile
-from ..model.labels import UNKNOWN, LabelSet
-from ..model.scene_model import TextModel
-from ..model.scoring import blended_similarities, softmax
+from ..model.labels import UNKNOWN
+from ..model.scene_model import LabelSource, TextModel
+from ..model.taught import Scorer
 from ..types import Segment
 from ..video.sinks import JsonlSink, RunInfo, Sink
 from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
@@ -46,19 +46,18 @@ DEFAULT_RELABEL_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
 _CHUNK = 8192  # frames rebuilt and scored at a time
 
 
-def frame_similarities(
-    store: EmbeddingsFile, start: int, stop: int, text: np.ndarray
-) -> np.ndarray:
-    """``(n, K)`` float32 cosine similarities of analysed frames ``start:stop`` of
-    ``store`` with the ``(K, D)`` unit label rows ``text``, computed from the rows they
-    were made of as the pipeline computes them (see
-    :func:`~scenecls.model.scoring.blended_similarities`)."""
+def frame_scores(
+    store: EmbeddingsFile, start: int, stop: int, scorer: Scorer
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, K)`` float32 similarities and probabilities of analysed frames
+    ``start:stop`` of ``store`` for ``scorer``'s labels, computed from the rows they were
+    made of as the pipeline computes them (``scorer.score_blends``)."""
     frames = store.frames[start:stop]
     left, right = frames["left"].astype(np.int64), frames["right"].astype(np.int64)
     lo = int(min(left.min(), right.min())) if len(frames) else 0
     hi = int(max(left.max(), right.max())) + 1 if len(frames) else 0
     anchors = np.asarray(store.embeddings[lo:hi], np.float32)
-    return blended_similarities(anchors, text, left - lo, right - lo, frames["weight"])
+    return scorer.score_blends(anchors, left - lo, right - lo, frames["weight"])
 
 
 def parse_relabel_outputs(text: str) -> tuple[str, ...]:
@@ -78,20 +77,17 @@ class ReplayStats:
 
 def replay(
     store: EmbeddingsFile,
-    text: np.ndarray,
-    labelset: LabelSet,
+    scorer: Scorer,
     smoothing: SmoothingConfig,
     sinks: Sequence[Sink],
-    logit_scale: float,
     stop: threading.Event | None = None,
 ) -> ReplayStats:
-    """Score every stored frame of ``store`` against ``text`` (``(K, D)`` float32 unit
-    label embeddings of ``labelset``, ``logit_scale`` the model's), smooth, and write
-    ``sinks`` (JSON Lines, segments, captions) as a run would, a chunk of frames at a
-    time with the same arithmetic as the pipeline. Every started sink is finished, also
-    on errors and interrupts."""
+    """Score every stored frame of ``store`` with ``scorer`` (text labels or a taught
+    set), smooth, and write ``sinks`` (JSON Lines, segments, captions) as a run would, a
+    chunk of frames at a time with the same arithmetic as the pipeline. Every started
+    sink is finished, also on errors and interrupts."""
     t0 = time.perf_counter()
-    names = labelset.names
+    names = list(scorer.names)
     shown = [*names, UNKNOWN]  # index -1: unknown
     smoother, tracker = Smoother(smoothing), SegmentTracker()
     meta = store.meta
@@ -128,7 +124,7 @@ def replay(
                 smoother.reset()
             chunk = frames[begin:end]
             times = chunk["time"]
-            probs = softmax(frame_similarities(store, begin, end, text) * np.float32(logit_scale))
+            _, probs = frame_scores(store, begin, end, scorer)
             labels, confidences = smoother.run(probs, times)
             label_names = [shown[i] for i in labels.tolist()]
             conf_values = confidences.tolist()
@@ -137,7 +133,8 @@ def replay(
             if jsonl:
                 best = np.argmax(probs, axis=1)
                 sure = probs[np.arange(len(best)), best].astype(np.float64)
-                raw = np.where(sure >= smoothing.min_confidence, best, -1)
+                rest = 1.0 - probs.astype(np.float64).sum(axis=1)
+                raw = np.where((sure >= smoothing.min_confidence) & (sure >= rest), best, -1)
                 raw_names = [shown[i] for i in raw.tolist()]
                 rows = probs.tolist()
                 for sink in jsonl:
@@ -204,7 +201,7 @@ def relabel(
     videos: Sequence[StoredVideo],
     problems: Sequence[Problem],
     text_model: TextModel,
-    labelset: LabelSet,
+    labels: LabelSource,
     smoothing: SmoothingConfig,
     out_dir: Path,
     outputs: Sequence[str] = DEFAULT_RELABEL_OUTPUTS,
@@ -228,7 +225,7 @@ def relabel(
                 f"--out {out_dir} is the folder the embeddings come from: the new outputs "
                 "would replace the annotation's; choose another folder"
             )
-    text = text_model.embed_labels(labelset)
+    scorer = text_model.scorer(labels)
     summary = RelabelSummary(out_dir, [], list(problems))
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / PARTIAL_DIR
@@ -238,10 +235,7 @@ def relabel(
                 summary.interrupted = True
                 break
             try:
-                entry = _relabel_one(
-                    v, text, text_model.logit_scale, labelset, smoothing, out_dir, partial,
-                    outputs, stop,
-                )  # fmt: skip
+                entry = _relabel_one(v, scorer, smoothing, out_dir, partial, outputs, stop)
             except SceneclsError as e:
                 summary.problems.append(Problem(str(v.path), str(e)))
                 continue
@@ -267,9 +261,7 @@ def _archive_root(v: StoredVideo) -> Path:
 
 def _relabel_one(
     v: StoredVideo,
-    text: np.ndarray,
-    logit_scale: float,
-    labelset: LabelSet,
+    scorer: Scorer,
     smoothing: SmoothingConfig,
     out_dir: Path,
     partial: Path,
@@ -282,7 +274,7 @@ def _relabel_one(
         name = PurePosixPath(v.rel).name
         sinks = make_sinks(work, name, outputs)
         store = v.open()
-        stats = replay(store, text, labelset, smoothing, list(sinks.values()), logit_scale, stop)
+        stats = replay(store, scorer, smoothing, list(sinks.values()), stop)
         if stop is not None and stop.is_set():
             return None
         final = out_dir / PurePosixPath(v.rel).parent
@@ -304,7 +296,7 @@ def _relabel_one(
         "model_fingerprint": meta.get("model_fingerprint"),
         "precision": meta.get("precision"),
         "device": meta.get("device"),
-        "labels": labelset.names,
+        "labels": list(scorer.names),
         "outputs": placed,
         "embeddings": str(v.path),
         "analysed": stats.frames,

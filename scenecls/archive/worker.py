@@ -88,7 +88,8 @@ class WorkerState:
         opts = config.options
         try:
             self.model = load_model(opts.model, device=opts.device, precision=opts.precision)
-            self.model.embed_labels(opts.labels)  # the label embeddings, cached on disk
+            self.model.scorer(opts.labels)  # text embeddings (cached on disk); a taught set
+            # from another model fails here, in one line
             self.model.release_text_encoder()  # not needed again: its memory back
             self.identity = ModelIdentity(
                 model_id=self.model.bundle.model_id,

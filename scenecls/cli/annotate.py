@@ -8,6 +8,7 @@ import sys
 
 from ..errors import UsageError
 from ..interrupts import guard_of
+from .options import labels_of
 
 log = logging.getLogger("scenecls")
 
@@ -20,6 +21,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         add_label_options,
         add_model_options,
         add_output_folder_options,
+        add_region_options,
         add_smoothing_options,
     )
 
@@ -67,6 +69,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         "--fps", type=float, help="analyse at most N frames per second of video (default: all)"
     )
     g.add_argument("--batch", type=int, default=16, help="frames per encoder call (default 16)")
+    add_region_options(p)
     add_gate_options(p)
     add_smoothing_options(p)
     add_embeddings_options(p, run=False)
@@ -79,7 +82,6 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
 def run_annotate(args: argparse.Namespace) -> int:
     from ..archive import ArchiveOptions, annotate_archive
     from ..archive.options import parse_outputs
-    from ..model.labels import resolve_labels
     from ..video.gate import GateConfig
     from ..video.smoothing import SmoothingConfig
 
@@ -89,7 +91,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     options = ArchiveOptions(
         out_dir=args.out,
         model=str(args.model),
-        labels=resolve_labels(args.labels, args.templates),
+        labels=labels_of(args),
         smoothing=smoothing,
         outputs=parse_outputs(args.outputs),
         device=args.device,
@@ -98,6 +100,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         batch=args.batch,
         gate=GateConfig.from_args(args),
         embeddings_dtype=args.embeddings_dtype,
+        region=args.region,
     )
     guard = guard_of(args)
     # workers finish their current batch and the engine shuts down before the exit

@@ -11,8 +11,16 @@ from typing import Any
 
 from ..errors import NetworkError, UsageError
 from ..interrupts import guard_of
+from ..region import region_crop
 from ..video.sinks import check_writable
-from .options import DEFAULT_MODEL, add_gate_options, add_model_options
+from .options import (
+    DEFAULT_MODEL,
+    add_gate_options,
+    add_model_options,
+    add_region_options,
+    check_region,
+    labels_of,
+)
 
 log = logging.getLogger("scenecls")
 
@@ -76,6 +84,7 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         help="frames of the source on which agreement with fp32 is measured (default 24)",
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
+    add_region_options(bench)
     add_gate_options(bench)
 
 
@@ -181,7 +190,6 @@ def run_bench(args: argparse.Namespace) -> int:
         bench_sources,
         format_report,
     )
-    from ..model.labels import resolve_labels
     from ..model.runtimes.base import PRECISIONS
     from ..model.runtimes.cpu import cpu_info
     from ..model.scene_model import load_model
@@ -202,8 +210,16 @@ def run_bench(args: argparse.Namespace) -> int:
         check_writable(args.json, "--json")
     sources = _sources(args.source)
     source = sources[0]
+    if args.region is not None:  # every video, before anything is measured
+        from ..video.sources import VideoFileSource
+
+        for path in sources:
+            video = VideoFileSource(path)
+            video.open()
+            video.close()
+            check_region(args.region, video.size, str(path))
     gate = GateConfig.from_args(args)
-    labelset = resolve_labels(args.labels, args.templates)
+    labelset = labels_of(args)
     model_name, random_weights = _model_or_reference(args)
     hf = args.hf_model or model_name
     if args.baseline and (Path(hf) / "bundle.json").is_file():
@@ -211,7 +227,10 @@ def run_bench(args: argparse.Namespace) -> int:
     model = guard_of(args).call(
         load_model, model_name, device=args.device, precision=args.precision, batch_size=args.batch
     )
+    model.scorer(labelset)  # a taught set of another model fails here
     frames = sample_frames(source, max(8, args.baseline_frames))
+    # what the encoder sees of them (the live run crops its frames itself)
+    looks = [region_crop(args.region, f, str(source)) for f in frames]
     machine = cpu_info()
     report: dict[str, Any] = {
         "model": model_name,
@@ -224,13 +243,17 @@ def run_bench(args: argparse.Namespace) -> int:
         "cpu": {**machine.to_dict(), "describe": machine.describe()},
         "source": [str(p) for p in sources],
         "batch": args.batch,
+        "region": None if args.region is None else args.region.to_json(),
     }
-    report["sources"] = bench_sources(model, sources, labelset, args.batch, gate)
-    report["encoder"] = bench_encoder(model, frames[0], args.batch)
+    report["sources"] = bench_sources(model, sources, labelset, args.batch, gate, args.region)
+    report["encoder"] = bench_encoder(model, looks[0], args.batch)
     if args.live_seconds > 0:
-        report["live"] = bench_live(model, frames[:8], labelset, args.live_seconds)
+        report["live"] = bench_live(
+            model, frames[:8], labelset, args.live_seconds, region=args.region
+        )
     # Agreement with fp32 after the timed runs: other sessions' idle threads stay out of them.
-    pixels = model.preprocess(sample_frames(source, args.fidelity_frames))
+    fidelity_frames = sample_frames(source, args.fidelity_frames)
+    pixels = model.preprocess([region_crop(args.region, f, str(source)) for f in fidelity_frames])
     reference = _fp32_reference(model, model_name)
     choice = getattr(model.image_encoder, "choice", None)
     if choice is not None:
@@ -241,7 +264,7 @@ def run_bench(args: argparse.Namespace) -> int:
         report["precisions"] = bench_precisions(model, reference, pixels, precisions, args.batch)
     del reference
     if args.baseline:
-        report["baseline"] = bench_baseline(hf, frames[: args.baseline_frames], labelset.names)
+        report["baseline"] = bench_baseline(hf, looks[: args.baseline_frames], labelset.names)
     print(format_report(report))
     if args.json:
         from ..video.sinks import write_text_atomic

@@ -13,9 +13,10 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..interrupts import guard_of
+from ..region import region_crop
 from ..video.sources.images import IMAGE_EXTENSIONS as SOURCE_IMAGE_EXTENSIONS
 from ..video.sources.images import read_image
-from .options import add_label_options, add_model_options
+from .options import add_label_options, add_model_options, add_region_options, labels_of
 
 log = logging.getLogger("scenecls")
 
@@ -30,6 +31,7 @@ def add_classify_parser(sub: argparse._SubParsersAction, common: argparse.Argume
     cls.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     add_model_options(cls)
     add_label_options(cls)
+    add_region_options(cls)
     cls.add_argument("--top-k", type=int, default=3, help="labels to show per image (default 3)")
     cls.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
@@ -70,7 +72,6 @@ def _batches(paths: list[Path], size: int) -> Iterator[list[tuple[Path, np.ndarr
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from ..model.labels import resolve_labels
     from ..model.scene_model import load_model
     from ..model.scoring import check_min_confidence
 
@@ -78,18 +79,29 @@ def run_classify(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     check_min_confidence(args.min_confidence)
     paths = _image_paths(args.images)
-    labelset = resolve_labels(args.labels, args.templates)
+    labelset = labels_of(args)
     model = guard_of(args).call(
         load_model, args.model, device=args.device, precision=args.precision
     )
-    text = model.embed_labels(labelset)
-    from ..model.scoring import classify_scores, score
+    scorer = model.scorer(labelset)
+    from ..model.scoring import classify_scores
+    from ..model.taught import scores_of
 
     failures = 0
+    # with a region, the results are printed once it fitted every image (an image it does
+    # not fit stops the command with nothing printed)
+    held: list[str] | None = None if args.region is None else []
+
+    def emit(line: str) -> None:
+        if held is None:
+            print(line)
+        else:
+            held.append(line)
+
     for batch in _batches(paths, model.batch_size):
         good = [(p, img) for p, img in batch if isinstance(img, np.ndarray)]
-        embs = model.encode_images([img for _, img in good])
-        results = iter(score(embs, text, labelset.names, model.logit_scale))
+        embs = model.encode_images([region_crop(args.region, img, str(p)) for p, img in good])
+        results = iter(scores_of(scorer, embs))
         for path, img in batch:
             if isinstance(img, InputError):
                 failures += 1
@@ -103,12 +115,14 @@ def run_classify(args: argparse.Namespace) -> int:
                     "confidence": c.confidence,
                     "predictions": [t.to_json() for t in c.top],
                 }
-                print(json.dumps(record, ensure_ascii=False))
+                emit(json.dumps(record, ensure_ascii=False))
             else:
-                print(f"{path}: {c.label} ({c.confidence:.1%})")
+                emit(f"{path}: {c.label} ({c.confidence:.1%})")
                 for t in c.top:
-                    print(f"  {t.probability:7.2%}  {t.label}  (cosine {t.similarity:+.3f})")
+                    emit(f"  {t.probability:7.2%}  {t.label}  (cosine {t.similarity:+.3f})")
         sys.stdout.flush()
+    if held:
+        print("\n".join(held), flush=True)
     if failures:
         log.error("%d of %d images could not be read", failures, len(paths))
         return 1

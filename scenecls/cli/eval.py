@@ -26,7 +26,13 @@ from ..evaluation.evaluate import (
 from ..interrupts import guard_of
 from ..model.scoring import check_min_confidence
 from ..video.sinks import check_writable
-from .options import add_gate_options, add_model_options, add_smoothing_options
+from .options import (
+    add_gate_options,
+    add_model_options,
+    add_region_options,
+    add_smoothing_options,
+    labels_of,
+)
 
 log = logging.getLogger("scenecls")
 
@@ -71,6 +77,7 @@ def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     ev.add_argument("--timeline", type=Path, help="video: truth / raw / smoothed timeline PNG")
     ev.add_argument("--predictions", type=Path, help="images: one CSV row per image")
     ev.add_argument("--fps", type=float, help="video: analyse at most N frames per second")
+    add_region_options(ev)
     add_gate_options(ev)
     add_smoothing_options(ev)
 
@@ -98,6 +105,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..model.scene_model import load_model
+    from ..model.taught import is_taught_file
     from ..video.gate import GateConfig
     from ..video.smoothing import Smoother, SmoothingConfig
 
@@ -128,6 +136,8 @@ def run_eval(args: argparse.Namespace) -> int:
         else load_image_folder(source, read_label_map(args.label_map) if args.label_map else None)
     )
     classes = sorted({s.label for s in truth}) if truth else images.classes  # type: ignore[union-attr]
+    if args.labels and is_taught_file(args.labels):
+        labels_of(args)  # a taught set's region, unless --region says otherwise
     labelsets = {name: labels_for(args.labels, tpl, classes) for name, tpl in sets.items()}
     model = guard_of(args).call(
         load_model, args.model, device=args.device, precision=args.precision
@@ -145,6 +155,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 analysis_fps=args.fps,
                 tolerance=args.tolerance,
                 gate=gate,
+                region=args.region,
             )
         else:
             results[name] = evaluate_images(
@@ -153,6 +164,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 labelset,
                 top_k=args.top_k,  # type: ignore[arg-type]
                 min_confidence=args.min_confidence,
+                region=args.region,
             )
 
     def score_of(name: str) -> float:
@@ -183,6 +195,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 for name, r in results.items()
             },
         }
+    doc["region"] = None if args.region is None else args.region.to_json()
     if args.report:
         write_json(args.report, doc)
     chosen = results[best]

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SceneclsError, UsageError
 from ..version import __version__
-from . import annotate, bench, classify, export, find, relabel, search, serve
+from . import annotate, bench, classify, export, find, relabel, search, serve, teach
 from . import eval as eval_command
 from . import run as run_command
 from .options import Parser
@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {  # in the order of ``scenecls --help``
     "find": Command(find.add_find_parser, find.run_find),
     "search": Command(search.add_search_parser, search.run_search),
     "relabel": Command(relabel.add_relabel_parser, relabel.run_relabel),
+    "teach": Command(teach.add_teach_parser, teach.run_teach),
 }
 
 

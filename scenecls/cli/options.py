@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..errors import RegionError, UsageError
 from ..model.runtimes import DEVICES, PRECISIONS
 from ..video.smoothing import MODES
+
+if TYPE_CHECKING:
+    from ..region import Region
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -135,7 +139,8 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--labels",
         default="scenes",
-        help="inline 'a,b,c', a preset (scenes, pizza, cars, cups) or a TOML file (default scenes)",
+        help="inline 'a,b,c', a preset (scenes, pizza, cars, cups), a TOML file, or a taught "
+        "label set (.npz from scenecls teach) (default scenes)",
     )
     p.add_argument(
         "--templates",
@@ -148,3 +153,64 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="below this probability the label is 'unknown' (default 0: never)",
     )
+
+
+REGION_HELP = (
+    "classify only this part of the frame: fractions (0.25,0,0.5,1) or pixels (320,0,640,720)"
+)
+
+
+def add_region_options(p: argparse._ActionsContainer, *, per_camera: bool = False) -> None:
+    """``--region x,y,w,h``: the region of interest the change gate and the encoder see
+    (parsed into a :class:`~scenecls.region.Region`). ``per_camera`` (serve): repeatable,
+    once per SOURCE in order, or once for all; ``args.region`` is then a list."""
+    from ..region import parse_region
+
+    if per_camera:
+        p.add_argument(
+            "--region",
+            type=parse_region,
+            action="append",
+            default=[],
+            metavar="X,Y,W,H",
+            help=REGION_HELP + "; once per SOURCE in order, or once for all cameras",
+        )
+    else:
+        p.add_argument("--region", type=parse_region, metavar="X,Y,W,H", help=REGION_HELP)
+
+
+def check_region(region: Region | None, size: tuple[int, int] | None, name: str) -> None:
+    """Refuse (:class:`~scenecls.errors.RegionError`, naming ``name``) a region that does
+    not fit a ``size`` = (width, height) frame; nothing to check without one of them."""
+    if region is not None and size is not None:
+        try:
+            region.box(*size)
+        except RegionError as e:
+            raise RegionError(f"{name}: {e}") from None
+
+
+def labels_of(args: argparse.Namespace) -> object:
+    """``args.labels`` (with ``args.templates``) as a LabelSet or a taught set. A taught
+    set made from a region of the frame sets ``args.region`` when the command line gives
+    none; a different ``--region`` wins, with a warning."""
+    import logging
+
+    from ..model.scene_model import load_labels
+    from ..model.taught import TaughtSet
+    from ..region import Region
+
+    labels = load_labels(args.labels, getattr(args, "templates", None))
+    if isinstance(labels, TaughtSet) and labels.region is not None and hasattr(args, "region"):
+        taught = Region.from_json(labels.region)
+        given = args.region
+        if given is None or given == []:
+            args.region = [taught] if isinstance(given, list) else taught
+        elif not isinstance(given, list) and given != taught:
+            logging.getLogger("scenecls").warning(
+                "%s was taught on region %s; --region %s looks elsewhere, so its accuracy "
+                "figures may not hold",
+                args.labels,
+                taught,
+                given,
+            )
+    return labels

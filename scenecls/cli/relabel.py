@@ -34,13 +34,12 @@ def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
 def run_relabel(args: argparse.Namespace) -> int:
     from ..archive.relabel import parse_relabel_outputs, relabel
     from ..archive.stored import bundle_for, collect
-    from ..model.labels import resolve_labels
-    from ..model.scene_model import TextModel
+    from ..model.scene_model import TextModel, load_labels
     from ..video.smoothing import SmoothingConfig
 
     outputs = parse_relabel_outputs(args.outputs)
     smoothing = SmoothingConfig.from_args(args)
-    labelset = resolve_labels(args.labels, args.templates)
+    labelset = load_labels(args.labels, args.templates)
     videos, problems = collect(args.paths)
     if not videos:
         raise InputError("no usable embeddings: " + "; ".join(p.line for p in problems))

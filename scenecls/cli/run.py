@@ -13,7 +13,10 @@ from .options import (
     add_gate_options,
     add_label_options,
     add_model_options,
+    add_region_options,
     add_smoothing_options,
+    check_region,
+    labels_of,
 )
 
 log = logging.getLogger("scenecls")
@@ -63,6 +66,7 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="webcams and streams: keep retrying one that cannot be opened or drops for "
         "up to S seconds, with growing pauses (default 30; 0: fail at once)",
     )
+    add_region_options(run)
     add_gate_options(run)
     add_smoothing_options(run)
     g = run.add_argument_group("outputs (any combination)")
@@ -103,7 +107,6 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 def run_video(args: argparse.Namespace) -> int:
     from ..interrupts import guard_of
-    from ..model.labels import resolve_labels
     from ..model.scene_model import load_model
     from ..video.gate import GateConfig
     from ..video.pipeline import Pipeline, PipelineConfig
@@ -131,7 +134,7 @@ def run_video(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     smoothing = SmoothingConfig.from_args(args)
     gate = GateConfig.from_args(args)
-    labelset = resolve_labels(args.labels, args.templates)
+    labelset = labels_of(args)
     if args.reconnect_timeout < 0:
         raise UsageError(f"--reconnect-timeout must be 0 or more, not {args.reconnect_timeout}")
     source = open_source(
@@ -143,6 +146,7 @@ def run_video(args: argparse.Namespace) -> int:
     if not source.live:  # a file that is no video fails now, before the model loads
         source.open()
         source.close()
+        check_region(args.region, source.size, args.source)
     # every output is checked before any work starts
     sinks = []
     if args.jsonl:
@@ -200,6 +204,7 @@ def run_video(args: argparse.Namespace) -> int:
 
     guard = guard_of(args)
     model = guard.call(load_model, args.model, device=args.device, precision=args.precision)
+    model.scorer(labelset)  # a taught set of another model fails here, nothing written
     guard.check()
     progress = Progress(enabled=not args.no_progress and not source.live)
     pipeline = Pipeline(
@@ -213,6 +218,7 @@ def run_video(args: argparse.Namespace) -> int:
             analysis_fps=args.fps,
             overlay_top_k=args.top_k,
             gate=gate,
+            region=args.region,
         ),
         on_progress=progress.update,
     )

@@ -18,7 +18,8 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         help="find the moments of stored videos that match a text or a picture",
         usage="%(prog)s PATH... QUERY [options]\n       %(prog)s PATH... --image FILE [options]",
         description="Rank the moments of the videos whose embeddings PATH holds by how "
-        "well they match QUERY (a text, embedded with the label templates) or --image. "
+        "well they match QUERY (a text, embedded with the label templates; with --labels "
+        "SET.npz, a label taught by example) or --image. "
         "PATH: embeddings files (scenecls run --embeddings) or scenecls annotate folders "
         "(annotated with the embeddings output). No video is decoded.",
     )
@@ -40,6 +41,13 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         "--templates",
         help="prompt templates for the query text (default: the label templates; '{}': "
         "the text as it is)",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="SET.npz",
+        help="a taught label set (scenecls teach): QUERY is one of its labels, and moments "
+        "are ranked by their cosine to that label's prototype (its examples' mean, mixed "
+        "with its text as the set learned)",
     )
     p.add_argument("--top", type=int, default=10, metavar="K", help="moments to list (default 10)")
     p.add_argument(
@@ -87,6 +95,8 @@ def run_search(args: argparse.Namespace) -> int:
                 "PATHs (quote it), or --image FILE"
             )
     else:
+        if args.labels is not None:
+            raise UsageError("--labels takes a label name as QUERY, not --image: give one")
         paths, text = items, None
         if not Path(items[-1]).exists():
             raise UsageError(
@@ -101,7 +111,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise InputError("no usable embeddings: " + "; ".join(p.line for p in problems))
     bundle = bundle_for(videos, args.model)
     t0 = time.perf_counter()
-    if text is not None:
+    if text is not None and args.labels is not None:
+        query, shown = _taught_query(args.labels, text, bundle)
+    elif text is not None:
         templates = parse_templates(args.templates) if args.templates else None
         labelset = LabelSet.from_names([text], templates)
         query = TextModel(bundle).embed_labels(labelset)[0]
@@ -145,3 +157,20 @@ def run_search(args: argparse.Namespace) -> int:
         if args.html is not None:
             print(f"page: {args.html}", file=sys.stderr)
     return 1 if result.problems else 0
+
+
+def _taught_query(spec: str, name: str, bundle: object) -> tuple[object, str]:
+    """The ``(D,)`` float32 unit prototype of label ``name`` of the taught set ``spec``
+    (checked to belong to ``bundle``), and how the query is shown."""
+    from ..model.taught import is_taught_file, load_taught
+
+    if not is_taught_file(spec):
+        raise UsageError(f"--labels {spec}: not a taught label set (.npz from scenecls teach)")
+    taught = load_taught(spec)
+    taught.check_model(bundle.fingerprint, bundle.model_id)  # type: ignore[attr-defined]
+    if name not in taught.names:
+        raise UsageError(
+            f"{name!r} is not a label of {spec}: give one of {', '.join(taught.names)}"
+        )
+    row = taught.fitted.prototypes[taught.names.index(name)]
+    return row, f"{name} (taught)"

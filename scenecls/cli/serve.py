@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 from ..errors import OutputError, UsageError
 from ..interrupts import guard_of
+from ..region import Region
+from .options import check_region, labels_of
 
 log = logging.getLogger("scenecls")
 
@@ -21,6 +23,7 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         add_gate_options,
         add_label_options,
         add_model_options,
+        add_region_options,
         add_smoothing_options,
     )
 
@@ -47,12 +50,20 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     add_model_options(p)
     add_label_options(p)
+    add_region_options(p, per_camera=True)
     add_gate_options(p)
     add_smoothing_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
     p.add_argument("--webhook", help="POST each alert (and its resolution) as JSON to this URL")
     p.add_argument("--snapshots", type=Path, help="folder for a JPEG of each alert")
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="the service's data folder (created when missing): each camera's settings, "
+        "such as a region set on the page, are kept there and survive a restart",
+    )
     g = p.add_argument_group("recordings")
     g.add_argument(
         "--record",
@@ -151,6 +162,18 @@ def _camera_names(sources: list[str], names: list[str]) -> list[str]:
     return names
 
 
+def _camera_regions(names: list[str], regions: list[Region]) -> dict[str, Region | None]:
+    """``--region``: none, one for every camera, or one per SOURCE in order."""
+    if len(regions) > 1 and len(regions) != len(names):
+        raise UsageError(
+            f"{len(regions)} --region for {len(names)} sources: give one --region per SOURCE, "
+            "in order, one for all, or none"
+        )
+    if len(regions) == 1:
+        return dict.fromkeys(names, regions[0])
+    return dict(zip(names, regions or [None] * len(names), strict=True))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -162,6 +185,7 @@ def _is_loopback(host: str) -> bool:
 
 def _check(args: argparse.Namespace) -> list[str]:
     names = _camera_names(args.sources, args.name)
+    args.regions = _camera_regions(names, args.region)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, not {args.port}")
     if not args.alert_after > 0:
@@ -211,6 +235,10 @@ def _check(args: argparse.Namespace) -> list[str]:
                 f"--snapshots {args.snapshots}: cannot write there ({e.strerror}): "
                 "pick a writable folder"
             ) from e
+    if args.data is not None:
+        from ..serve.settings import open_data_folder
+
+        open_data_folder(args.data)
     if not _is_loopback(args.host) and not args.token:
         log.warning(
             "serving on %s without --token: anyone on the network can watch the cameras "
@@ -228,7 +256,6 @@ def _check(args: argparse.Namespace) -> list[str]:
 def run_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..model.labels import resolve_labels
     from ..model.scene_model import load_model
     from ..video.gate import GateConfig
     from ..video.smoothing import SmoothingConfig
@@ -237,9 +264,14 @@ def run_serve(args: argparse.Namespace) -> int:
     names = _check(args)
     smoothing = SmoothingConfig.from_args(args)
     gate = GateConfig.from_args(args)
-    labelset = resolve_labels(args.labels, args.templates)
-    for spec in args.sources:  # a typo'd path or URL scheme fails now, in one line
-        open_source(spec, image_fps=args.image_fps)
+    labelset = labels_of(args)
+    for name, spec in zip(names, args.sources, strict=True):
+        # a typo'd path or URL scheme fails now, in one line
+        source = open_source(spec, image_fps=args.image_fps)
+        if args.regions[name] is not None and not source.live:
+            source.open()  # a file's size is known: a region outside it fails now too
+            source.close()
+            check_region(args.regions[name], source.size, f"camera {name} ({spec})")
     model = guard_of(args).call(
         load_model, args.model, device=args.device, precision=args.precision, batch_size=8
     )
@@ -273,6 +305,8 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         record=args.record,
         segment_minutes=args.segment_minutes,
         keep_hours=args.keep_hours or None,
+        regions=args.regions,
+        data=args.data,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)

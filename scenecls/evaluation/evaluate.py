@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, LabelError, UsageError
-from ..model.labels import LabelSet, resolve_labels
-from ..model.scene_model import SceneModel
-from ..model.scoring import classify_scores, score
+from ..model.labels import LabelSet
+from ..model.scene_model import SceneModel, load_labels
+from ..model.scoring import classify_scores
+from ..model.taught import TaughtSet, scores_of
+from ..region import Region, region_crop
 from ..types import Segment
 from ..video.gate import GateConfig
 from ..video.sinks import Sink
@@ -87,7 +89,7 @@ def load_image_folder(folder: Path, label_map: dict[str, str] | None = None) -> 
     return ImageSet(paths, truth, classes)
 
 
-def check_labels_cover(classes: Sequence[str], labelset: LabelSet) -> None:
+def check_labels_cover(classes: Sequence[str], labelset: LabelSet | TaughtSet) -> None:
     missing = [c for c in classes if c not in labelset.names]
     if missing:
         raise LabelError(
@@ -99,22 +101,25 @@ def check_labels_cover(classes: Sequence[str], labelset: LabelSet) -> None:
 def evaluate_images(
     model: SceneModel,
     images: ImageSet,
-    labelset: LabelSet,
+    labelset: LabelSet | TaughtSet,
     *,
     top_k: int = 5,
     min_confidence: float = 0.0,
+    region: Region | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Classify every image; returns (report, one prediction row per image)."""
+    """Classify every image (only ``region`` of each, when given: an image it does not
+    fit raises :class:`~scenecls.errors.RegionError` naming it); returns (report, one
+    prediction row per image)."""
     check_labels_cover(images.classes, labelset)
-    text = model.embed_labels(labelset)
+    scorer = model.scorer(labelset)
     names = labelset.names
     predicted, ranked, rows = [], [], []
     for start in range(0, len(images.paths), model.batch_size):
         batch = images.paths[start : start + model.batch_size]
-        imgs = [read_image(p) for p in batch]
+        imgs = [region_crop(region, read_image(p), str(p)) for p in batch]
         for p, s, t in zip(
             batch,
-            score(model.encode_images(imgs), text, names, model.logit_scale),
+            scores_of(scorer, model.encode_images(imgs)),
             images.truth[start : start + len(batch)],
             strict=True,
         ):
@@ -207,15 +212,17 @@ def evaluate_video(
     model: SceneModel,
     video: Path,
     truth: list[Segment],
-    labelset: LabelSet,
+    labelset: LabelSet | TaughtSet,
     *,
     smoother: Any = None,
     analysis_fps: float | None = None,
     tolerance: float = 1.0,
     gate: GateConfig | None = None,
+    region: Region | None = None,
 ) -> VideoEvaluation:
     """Run the pipeline over ``video`` and compare raw and smoothed labels with ``truth``
-    (``gate``: the change gate; default settings when None)."""
+    (``gate``: the change gate; default settings when None; ``region``: the region of
+    interest, None: the whole frame)."""
     from ..video.pipeline import Pipeline, PipelineConfig
     from ..video.sources import VideoFileSource
 
@@ -229,7 +236,7 @@ def evaluate_video(
         VideoFileSource(video),
         [rec],
         smoother=smoother,
-        config=PipelineConfig(analysis_fps=analysis_fps, gate=gate or GateConfig()),
+        config=PipelineConfig(analysis_fps=analysis_fps, gate=gate or GateConfig(), region=region),
     ).run()
     if not rec.times:
         raise InputError(f"no frame could be decoded from {video}")
@@ -337,6 +344,8 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
     write_text_atomic(Path(path), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
-def labels_for(spec: str | None, templates: str | None, classes: Sequence[str]) -> LabelSet:
-    """``--labels`` if given, else the true classes themselves."""
-    return resolve_labels(spec if spec else list(classes), templates)
+def labels_for(
+    spec: str | None, templates: str | None, classes: Sequence[str]
+) -> LabelSet | TaughtSet:
+    """``--labels`` (text labels or a taught set) if given, else the true classes."""
+    return load_labels(spec if spec else list(classes), templates)

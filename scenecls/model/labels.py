@@ -200,6 +200,35 @@ def load_toml(path: str | Path) -> LabelSet:
 
 def _from_toml_text(text: str, where: str) -> LabelSet:
     """The :class:`LabelSet` of a TOML document; ``where`` names it in error messages."""
+    pairs, templates = _toml_pairs(text, where, allow_empty=False)
+    labels = [Label(name, phrasings) for name, phrasings in pairs]
+    return LabelSet(tuple(labels), templates)
+
+
+def label_texts(
+    spec: str | Sequence[str], templates: str | Sequence[str] | None = None
+) -> tuple[list[tuple[str, tuple[str, ...]]], tuple[str, ...]]:
+    """``(name, phrasings)`` pairs and templates of any ``--labels`` form, where a TOML
+    file may give a label no text (``name = []``: taught from examples only)."""
+    if isinstance(spec, str) and spec.strip().endswith(".toml"):
+        path = Path(spec.strip())
+        where = f"label file {_shown(path)}"
+        pairs, own = _toml_pairs(_read_text(path, "label file"), where, allow_empty=True)
+        for name, phrasings in pairs:
+            if phrasings:
+                Label(name, phrasings)  # the same checks as any label
+            elif not name.strip():
+                raise LabelError(f"{where}: a label name is empty")
+        chosen = parse_templates(templates) if templates is not None else own
+        return pairs, chosen
+    labelset = resolve_labels(spec, templates)
+    return [(lb.name, lb.phrasings) for lb in labelset.labels], labelset.templates
+
+
+def _toml_pairs(
+    text: str, where: str, *, allow_empty: bool
+) -> tuple[list[tuple[str, tuple[str, ...]]], tuple[str, ...]]:
+    """``(name, phrasings)`` and the templates of a TOML label document."""
     data = _loads_toml(text, where)
     shape = (
         "expected 'templates = [\"a photo of a {}.\"]' (optional) and a [labels] table of "
@@ -220,16 +249,20 @@ def _from_toml_text(text: str, where: str) -> LabelSet:
         pairs = []
     if not pairs:
         raise LabelError(f"{where} has no labels: {shape}")
-    labels = []
+    out = []
     for name, value in pairs:
         phr = [value] if isinstance(value, str) else value
-        if not isinstance(phr, list) or not phr or not all(isinstance(p, str) for p in phr):
+        empty_ok = allow_empty and phr == []
+        if not isinstance(phr, list) or not (phr or empty_ok):
             raise LabelError(f"{where}: label {name!r} must be a string or a list of strings")
-        labels.append(Label(str(name).strip(), tuple(p.strip() for p in phr)))
+        if not all(isinstance(p, str) for p in phr):
+            raise LabelError(f"{where}: label {name!r} must be a string or a list of strings")
+        out.append((str(name).strip(), tuple(p.strip() for p in phr)))
     templates = data.get("templates", DEFAULT_TEMPLATES)
     if not isinstance(templates, list | tuple) or not all(isinstance(t, str) for t in templates):
         raise LabelError(f"{where}: templates must be a list of strings")
-    return LabelSet(tuple(labels), tuple(templates))
+    validate_templates(templates)
+    return out, tuple(templates)
 
 
 def parse_templates(spec: str | Sequence[str]) -> tuple[str, ...]:

@@ -23,11 +23,54 @@ from .runtimes.cores import share_cores
 from .runtimes.onnx import TextEncoder
 from .runtimes.select import bundle_precision_for, create_image_encoder, describe_encoder
 from .scoring import classify_scores, score
+from .taught import (
+    Scorer,
+    TaughtScorer,
+    TaughtSet,
+    TextScorer,
+    is_taught_file,
+    load_taught,
+    scores_of,
+)
 
 log = logging.getLogger("scenecls")
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 LabelsLike = LabelSet | str | Sequence[str]
+LabelSource = LabelSet | TaughtSet | str | Sequence[str]
+"""What ``--labels`` and the API take: text labels in any form, or a taught set (a
+:class:`~.taught.TaughtSet` or the path of its ``.npz`` file)."""
+
+
+def load_labels(
+    spec: LabelSource, templates: str | Sequence[str] | None = None
+) -> LabelSet | TaughtSet:
+    """Text labels (see :func:`~.labels.resolve_labels`) or a taught set: a ``.npz``
+    file written by ``scenecls teach``. ``templates`` cannot re-phrase a taught set."""
+    if isinstance(spec, TaughtSet):
+        taught: TaughtSet | None = spec
+    elif is_taught_file(spec):
+        taught = load_taught(str(spec).strip())  # type: ignore[arg-type]
+    else:
+        return resolve_labels(spec, templates)  # type: ignore[arg-type]
+    if templates is not None:
+        from ..errors import UsageError
+
+        raise UsageError(
+            "--templates does not apply to a taught label set: its text was embedded when "
+            "it was taught (teach it again with --templates)"
+        )
+    return taught
+
+
+def make_scorer(model: TextModel | SceneModel, labels: LabelSource) -> Scorer:
+    """What scores frame embeddings for ``labels``: zero-shot text, or a taught set
+    (checked to belong to ``model``'s bundle)."""
+    source = load_labels(labels)
+    if isinstance(source, TaughtSet):
+        source.check_model(model.bundle.fingerprint, model.bundle.model_id)
+        return TaughtScorer(source)
+    return TextScorer(source.names, model.embed_labels(source), model.logit_scale)
 
 
 class TextModel:
@@ -57,6 +100,11 @@ class TextModel:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts, used verbatim (no template) -> (K, D) float32 unit rows."""
         return self.text_encoder(texts)
+
+    def scorer(self, labels: LabelSource) -> Scorer:
+        """What scores embeddings for ``labels`` (text or a taught set): see
+        :func:`make_scorer`."""
+        return make_scorer(self, labels)
 
     def embed_labels(
         self, labels: LabelsLike, templates: str | Sequence[str] | None = None
@@ -159,21 +207,29 @@ class SceneModel:
         templates. Cached on disk by bundle fingerprint + texts + templates."""
         return self.text.embed_labels(labels, templates)
 
+    def scorer(self, labels: LabelSource) -> Scorer:
+        """What scores embeddings for ``labels`` (text or a taught set): see
+        :func:`make_scorer`."""
+        return make_scorer(self, labels)
+
     def score(
         self,
         images_bgr: Sequence[np.ndarray],
-        labels: LabelsLike,
+        labels: LabelSource,
         templates: str | Sequence[str] | None = None,
     ) -> list[Scores]:
-        """Per image, every label's probability and similarity."""
-        labelset = resolve_labels(labels, templates)
-        text = self.embed_labels(labelset)
-        return score(self.encode_images(images_bgr), text, labelset.names, self.logit_scale)
+        """Per image (HxWx3 uint8 BGR), every label's probability and similarity.
+        ``labels``: text labels in any form, or a taught set."""
+        source = load_labels(labels, templates)
+        if isinstance(source, TaughtSet):
+            return scores_of(self.scorer(source), self.encode_images(images_bgr))
+        text = self.embed_labels(source)
+        return score(self.encode_images(images_bgr), text, source.names, self.logit_scale)
 
     def classify(
         self,
         images_bgr: Sequence[np.ndarray],
-        labels: LabelsLike,
+        labels: LabelSource,
         top_k: int = 5,
         *,
         templates: str | Sequence[str] | None = None,

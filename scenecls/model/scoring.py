@@ -96,13 +96,17 @@ def score(
 
 
 def classify_scores(scores: Scores, top_k: int = 5, min_confidence: float = 0.0) -> Classification:
-    """The best label, or ``unknown`` when its probability is below ``min_confidence``."""
+    """The best label, or ``unknown`` when its probability is below ``min_confidence``
+    or below the probability of none of the labels (``1 - sum``: a taught set gives a
+    frame far from every example all-zero probabilities)."""
     check_min_confidence(min_confidence)
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {top_k}")
     top = scores.top(top_k)
     best = top[0]
-    label = best.label if best.probability >= min_confidence else UNKNOWN
+    rest = 1.0 - float(scores.probabilities.sum(dtype=np.float64))
+    sure = best.probability >= min_confidence and best.probability >= rest
+    label = best.label if sure else UNKNOWN
     return Classification(label, best.probability, tuple(top), scores)
 
 

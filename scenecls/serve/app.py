@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from ..errors import InputError
+from ..region import Region
 from .access import (
     COOKIE,
     SESSION_SECONDS,
@@ -101,6 +103,7 @@ def create_app(service: Service, token: str = "", *, metrics_open: bool = False)
     app.router.add_get("/api/segments", _segments)
     app.router.add_post("/api/expect", _expect)
     app.router.add_delete("/api/expect", _clear)
+    app.router.add_post("/api/cameras/{camera}/region", _region)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -193,8 +196,11 @@ async def _segments(request: web.Request) -> web.Response:
     return web.json_response(service.segments(camera, since))
 
 
-async def _read_json(request: web.Request) -> Any:
-    """The request body as JSON (UTF-8 unless the Content-Type names another charset)."""
+async def _read_json(
+    request: web.Request, form: str = '{"camera": NAME, "label": LABEL, "order": ID}'
+) -> Any:
+    """The request body as JSON (UTF-8 unless the Content-Type names another charset);
+    ``form``: what the route takes, said when the body is not JSON."""
     raw = await request.read()
     charset = request.charset or "utf-8"
     try:
@@ -208,9 +214,7 @@ async def _read_json(request: web.Request) -> Any:
     except RecursionError:
         raise ApiError(400, "the JSON body is nested too deeply: send a flat object") from None
     except ValueError:  # not JSON, or an integer longer than Python converts
-        raise ApiError(
-            400, 'body must be JSON: {"camera": NAME, "label": LABEL, "order": ID}'
-        ) from None
+        raise ApiError(400, f"body must be JSON: {form}") from None
 
 
 async def _expect(request: web.Request) -> web.Response:
@@ -237,6 +241,34 @@ async def _clear(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     camera = _camera(request, request.query.get("camera"))
     return web.json_response({"camera": camera, "cleared": service.clear_expectation(camera)})
+
+
+REGION_FORM = '{"x": X, "y": Y, "w": W, "h": H} as fractions of the frame, or {"region": null}'
+
+
+async def _region(request: web.Request) -> web.Response:
+    """Set a camera's region of interest (fractions of the frame), or clear it with
+    ``{"region": null}``; the reply is the camera's region as now set."""
+    service = request.app[SERVICE]
+    camera = _camera(request, request.match_info["camera"])
+    body = await _read_json(request, REGION_FORM)
+    if not isinstance(body, dict):
+        return _error(400, f"body must be a JSON object: {REGION_FORM}")
+    value = body["region"] if set(body) == {"region"} else body
+    region: Region | None = None
+    if value is not None:
+        if isinstance(value, dict) and value.get("unit", "fraction") != "fraction":
+            return _error(400, f"the API takes fractions of the frame: {REGION_FORM}")
+        try:
+            region = Region.from_json(value)
+        except InputError as e:
+            return _error(400, f"{e}; send {REGION_FORM}")
+    loop = asyncio.get_running_loop()
+    try:  # saving to --data writes a file: off the event loop
+        reply = await loop.run_in_executor(None, service.set_region, camera, region)
+    except InputError as e:  # it does not fit the camera's frames
+        return _error(400, str(e))
+    return web.json_response(reply)
 
 
 async def _events(request: web.Request) -> web.StreamResponse:

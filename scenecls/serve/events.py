@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "alert_resolved",
     "source_lost",
     "source_restored",
+    "region_changed",
 )
 
 

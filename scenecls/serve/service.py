@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from ..model.labels import LabelSet
-from ..model.scene_model import SceneModel
-from ..model.scoring import score
+from ..errors import RegionError, SceneclsError
+from ..model.scene_model import LabelSource, SceneModel
+from ..model.taught import scores_of
+from ..region import Region
 from ..types import Prediction
 from ..video.encoder_calls import EncoderCalls
 from ..video.gate import ChangeGate, GateConfig
@@ -37,6 +38,7 @@ from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
 from .camera import Camera
 from .events import EventHub
+from .settings import UNSET, CameraSettings
 from .webhook import WebhookSender
 
 log = logging.getLogger("scenecls")
@@ -67,6 +69,9 @@ class CameraState:
     analysed_at: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=300))
     recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=20))
+    region: Region | None = None  # the region of interest: all the gate and encoder see
+    region_changed: bool = False  # the engine resets the gate before the next frame
+    region_error: str | None = None  # the region does not fit the camera's frames
 
 
 class Service:
@@ -79,7 +84,7 @@ class Service:
     def __init__(
         self,
         model: SceneModel,
-        labelset: LabelSet,
+        labelset: LabelSource,
         sources: list[tuple[str, str]],
         *,
         loop: bool = False,
@@ -94,12 +99,14 @@ class Service:
         record: Path | None = None,
         segment_minutes: float = 10.0,
         keep_hours: float | None = 24.0,
+        regions: dict[str, Region | None] | None = None,
+        data: Path | None = None,
     ) -> None:
         self.model = model
         self.encoder_calls = EncoderCalls()
         self.labelset = labelset
-        self.names = labelset.names
-        self.text = model.embed_labels(labelset)
+        self.scorer = model.scorer(labelset)  # text labels or a taught set
+        self.names = list(self.scorer.names)
         self._t0 = time.monotonic()
         self._wall0 = time.time() - (time.monotonic() - self._t0)
         self.events = EventHub()
@@ -133,6 +140,26 @@ class Service:
                     keep=None if keep_hours is None else keep_hours * 3600,
                     fps=max_fps,
                 )
+        # --data DIR: per-camera settings that survive a restart
+        self.settings = CameraSettings(data) if data is not None else None
+        for name in self.states:
+            self._start_region(name, (regions or {}).get(name))
+
+    def _start_region(self, name: str, given: Region | None) -> None:
+        """The region ``name`` starts with: ``given`` (the command line's, saved), else
+        the one stored in the data folder, else none."""
+        region = given
+        if self.settings is not None:
+            if given is not None:
+                try:
+                    self.settings.save_region(name, given)
+                except SceneclsError as e:
+                    log.error("camera %s: %s", name, e)
+            else:
+                stored = self.settings.region(name)
+                region = None if stored is UNSET else stored  # type: ignore[assignment]
+        self.states[name].region = region
+        self.states[name].overlay.region = region
 
     # -- clock -----------------------------------------------------------------------
 
@@ -178,7 +205,9 @@ class Service:
                 if not batch:
                     self._stop.wait(0.005)
                     continue
-                changed = [st.gate.check(f.image_bgr, f.timestamp) for st, f in batch]
+                looks = {id(st): self._look(st, f) for st, f in batch}
+                batch = [(st, f) for st, f in batch if looks[id(st)] is not None]
+                changed = [st.gate.check(looks[id(st)], f.timestamp) for st, f in batch]
                 # frames that reuse an embedding are labelled first: they need not wait
                 # for the encoder's call on the other cameras' frames
                 still = [b for b, c in zip(batch, changed, strict=True) if not c]
@@ -186,19 +215,48 @@ class Service:
                     self._label(still, [st.gate.embedding for st, _ in still], encoded=False)
                 todo = [b for b, c in zip(batch, changed, strict=True) if c]
                 if todo:
-                    fresh = self._encode([f.image_bgr for _, f in todo])
+                    fresh = self._encode([looks[id(st)] for st, _ in todo])
                     kept = [st.gate.keep(e) for (st, _), e in zip(todo, fresh, strict=True)]
                     self._label(todo, kept, encoded=True)
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)
 
+    def _look(self, st: CameraState, frame: Any) -> np.ndarray | None:
+        """What the camera's gate and the encoder see of ``frame``: its region of interest
+        (a view, HxWx3 uint8 BGR) or the whole frame. Resets the gate first when the
+        region changed. None when the region does not fit the frame: the frame is shown
+        unanalysed and the camera's status says why (logged once)."""
+        with self.lock:
+            region, reset = st.region, st.region_changed
+            st.region_changed = False
+        if reset:
+            st.gate.reset()
+        if region is None:
+            return frame.image_bgr
+        try:
+            look = region.crop(frame.image_bgr)
+        except RegionError as e:
+            message = f"{e}: set another region or clear it"
+            with self.lock:
+                if st.region_error != message and st.region is region:
+                    log.error("camera %s: %s", st.camera.name, message)
+                    st.region_error = message
+                st.prediction = None
+                st.view = (frame.image_bgr, None, [], frame.timestamp)
+                st.view_seq += 1
+            return None
+        if st.region_error is not None:
+            with self.lock:
+                st.region_error = None
+        return look
+
     def _label(
         self, batch: list[tuple[CameraState, Any]], embeddings: list[Any], encoded: bool
     ) -> None:
         """Score each ``(camera, frame)`` of ``batch`` with its ``(D,)`` float32 unit
         embedding, and smooth, track and check it (:meth:`_analyse`)."""
-        scores = score(np.stack(embeddings), self.text, self.names, self.model.logit_scale)
+        scores = scores_of(self.scorer, np.stack(embeddings))
         for (st, frame), s in zip(batch, scores, strict=True):
             self._analyse(st, frame, s, encoded)
 
@@ -338,6 +396,35 @@ class Service:
                 self._publish("expectation_cleared", st, time=now)
             return had
 
+    def set_region(self, camera: str, region: Region | None) -> dict[str, Any]:
+        """Set (None: clear) the region of interest of ``camera``: from its next frame the
+        gate (reset, so that frame is encoded) and the encoder see only the region, and the
+        live view shows its frame. Raises :class:`~scenecls.errors.RegionError` when it
+        does not fit the camera's frames (when their size is known). Saved to the data
+        folder when there is one (``"saved"``: whether that worked; None: no folder)."""
+        st = self.states[camera]
+        size = st.camera.size
+        if region is not None and size is not None:
+            region.box(*size)
+        now = self.clock()
+        with self.lock:
+            st.region = region
+            st.region_changed = True
+            st.region_error = None
+            st.overlay.region = region
+            st.view_seq += int(st.view is not None)  # the live view is drawn again
+            shown = None if region is None else region.to_json()
+            self._publish("region_changed", st, region=shown, time=now)
+        saved: bool | None = None
+        if self.settings is not None:
+            try:
+                self.settings.save_region(camera, region)
+                saved = True
+            except SceneclsError as e:
+                log.error("camera %s: the region holds until a restart: %s", camera, e)
+                saved = False
+        return {"camera": camera, "region": shown, "saved": saved}
+
     def status(self) -> dict[str, Any]:
         now = self.clock()
         with self.lock:
@@ -387,6 +474,8 @@ class Service:
             if cam.status != "running" or cam.running_since is None
             else round(now - cam.running_since, 3),
             "size": list(cam.size) if cam.size else None,
+            "region": None if st.region is None else st.region.to_json(),
+            "region_error": st.region_error,
         }
 
     def segments(self, camera: str, since: float) -> dict[str, Any]:

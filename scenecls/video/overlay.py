@@ -1,9 +1,10 @@
 """Draw the classifier's verdict onto video frames with OpenCV.
 
 An :class:`Overlay` annotates BGR frames (HxWx3 uint8, OpenCV channel order) with a
-top-left panel (smoothed label, confidence, top-k bars) and a bottom strip of recent
-segments. Sizes scale with the frame, so the overlay stays legible from 320x240 to 4K;
-only the panel and strip regions are blended, keeping a 1080p frame to a few milliseconds.
+top-left panel (smoothed label, confidence, top-k bars), a bottom strip of recent
+segments and, when a region of interest is set, the region's frame (a thin rectangle).
+Sizes scale with the frame, so the overlay stays legible from 320x240 to 4K; only the panel
+and strip regions are blended, keeping a 1080p frame to a few milliseconds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..errors import RegionError
 from ..model.labels import UNKNOWN
+from ..region import Region
 from ..types import Prediction, Segment
 
 Color = tuple[int, int, int]
@@ -34,6 +37,7 @@ _PALETTE: tuple[Color, ...] = (
 )  # fmt: skip
 _PANEL_ALPHA = 0.6  # how dark the panels behind text are (0: invisible, 1: opaque)
 _PANEL_SHADE = 15  # grey level the panels blend towards
+_REGION: Color = (0, 215, 255)  # the region of interest's frame: amber, outlined in black
 
 
 class _Font(NamedTuple):
@@ -121,10 +125,18 @@ class Overlay:
 
     ``labels``: the classifier's labels; each gets a stable colour from its index
     (``"unknown"`` is grey). ``top_k``: how many bars to show. ``strip_seconds``: the time
-    span of the bottom strip, ending at ``now``.
+    span of the bottom strip, ending at ``now``. ``region``: the region of interest whose
+    frame is drawn (None: none); an attribute that may be changed between frames.
     """
 
-    def __init__(self, labels: Sequence[str], top_k: int = 3, strip_seconds: float = 60.0):
+    def __init__(
+        self,
+        labels: Sequence[str],
+        top_k: int = 3,
+        strip_seconds: float = 60.0,
+        *,
+        region: Region | None = None,
+    ):
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if not strip_seconds > 0:
@@ -132,6 +144,7 @@ class Overlay:
         self.labels = tuple(labels)
         self.top_k = top_k
         self.strip_seconds = float(strip_seconds)
+        self.region = region
         self._colors = {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(self.labels)}
         self._colors[UNKNOWN] = _GREY
 
@@ -167,9 +180,26 @@ class Overlay:
         if not image_bgr.flags.c_contiguous or not image_bgr.flags.writeable:
             raise ValueError("draw_into needs a writeable C-contiguous image: use draw")
         lay = _layout(*image_bgr.shape[:2])
+        self._draw_region(image_bgr)
         strip_top = self._draw_strip(image_bgr, lay, segments, now)
         self._draw_panel(image_bgr, lay, prediction, strip_top - lay.margin)
         return image_bgr
+
+    def _draw_region(self, img: np.ndarray) -> None:
+        """The region of interest's frame: a thin amber rectangle with a black outline,
+        along the region's edge (nothing when no region is set or it does not fit)."""
+        region = self.region
+        if region is None:
+            return
+        h, w = img.shape[:2]
+        try:
+            x0, y0, x1, y1 = region.box(w, h)
+        except RegionError:
+            return
+        t = max(1, round(min(h, w) / 360))
+        corners = (x0, y0), (x1 - 1, y1 - 1)
+        cv2.rectangle(img, *corners, _BLACK, t + 2)
+        cv2.rectangle(img, *corners, _REGION, t)
 
     def _draw_panel(
         self, img: np.ndarray, lay: _Layout, pred: Prediction | None, bottom: int

@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ..model.labels import LabelSet, resolve_labels
-from ..model.scene_model import LabelsLike, SceneModel, model_meta
-from ..model.scoring import blended_similarities, softmax
+from ..errors import RegionError
+from ..model.labels import LabelSet
+from ..model.scene_model import LabelSource, SceneModel, load_labels, model_meta
+from ..model.taught import Scorer, TaughtSet
+from ..region import Region
 from ..types import Frame, Prediction, Scores, Segment
 from .encoder_calls import EncoderCalls
 from .gate import ChangeGate, GateConfig
@@ -46,7 +48,9 @@ class PipelineConfig:
     to the encoder together (see :mod:`.lookahead`). Live sources are encoded one newest
     frame at a time. ``analysis_fps``: analyse at most this many frames per second of
     video time (None: every frame). ``gate``: the change gate
-    (``GateConfig(change_threshold=0)`` encodes every frame)."""
+    (``GateConfig(change_threshold=0)`` encodes every frame). ``region``: the region of
+    interest: only it reaches the change gate and the encoder (sinks get whole frames,
+    the overlay draws its frame); None: the whole frame."""
 
     batch_size: int = 16
     analysis_fps: float | None = None
@@ -55,6 +59,7 @@ class PipelineConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     lookahead_seconds: float = 8.0
     lookahead_bytes: int = 512 << 20
+    region: Region | None = None
 
 
 class BoundedSamples(list):
@@ -215,7 +220,7 @@ class Pipeline:
     def __init__(
         self,
         model: SceneModel,
-        labels: LabelsLike,
+        labels: LabelSource,
         source: FrameSource,
         sinks: Sequence[Sink] = (),
         *,
@@ -226,11 +231,16 @@ class Pipeline:
         on_embeddings: Callable[[list[Frame], np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.model = model
-        self.labelset: LabelSet = resolve_labels(labels)
+        self.labels: LabelSet | TaughtSet = load_labels(labels)
+        self.names: list[str] = self.labels.names
         self.source = source
         self.sinks = list(sinks)
         self.smoother = smoother or Smoother(SmoothingConfig())
         self.config = config or PipelineConfig()
+        taught_region = getattr(self.labels, "region", None)
+        if self.config.region is None and taught_region is not None:
+            # a taught set learned from one part of the frame looks there unless told
+            self.config = replace(self.config, region=Region.from_json(taught_region))
         self.on_progress = on_progress
         self.on_embeddings = on_embeddings
         self.gate: ChangeGate | LookaheadGate = (
@@ -244,7 +254,9 @@ class Pipeline:
         if overlay is None and self._draw:
             from .overlay import Overlay
 
-            overlay = Overlay(self.labelset.names, top_k=self.config.overlay_top_k)
+            overlay = Overlay(
+                self.names, top_k=self.config.overlay_top_k, region=self.config.region
+            )
         self.overlay = overlay
 
     def run(self, stop: threading.Event | None = None) -> RunStats:
@@ -254,8 +266,8 @@ class Pipeline:
         complete and valid. Returns the run's statistics.
         """
         stop = stop or threading.Event()
-        names = self.labelset.names
-        text = self.model.embed_labels(self.labelset)
+        names = self.names
+        scorer = self.model.scorer(self.labels)
         stats = RunStats(
             source=self.source.name,
             live=self.source.live,
@@ -287,6 +299,7 @@ class Pipeline:
             settings={
                 "gate": asdict(gate),
                 "analysis_fps": None if self.source.live else self.config.analysis_fps,
+                "region": None if self.config.region is None else self.config.region.to_json(),
             },
         )
         started: list[Sink] = []
@@ -297,6 +310,7 @@ class Pipeline:
         stages = stats.stage_seconds
         error: BaseException | None = None
         try:
+            self._check_region(reader, stop)  # before any sink writes anything
             for sink in self.sinks:
                 sink.start(info)
                 started.append(sink)
@@ -313,7 +327,7 @@ class Pipeline:
                         sink.on_embeddings(batch)
                     if self.on_embeddings is not None:
                         self.on_embeddings(todo, embs, encoded)
-                all_scores = iter(self._score(embs, encoded, provenance, text, names))
+                all_scores = iter(self._score(embs, encoded, provenance, scorer))
                 flags = iter(encoded)
                 for frame, sel in zip(chunk, selected, strict=True):
                     t3 = time.perf_counter()
@@ -381,12 +395,7 @@ class Pipeline:
         return stats
 
     def _score(
-        self,
-        embs: np.ndarray,
-        encoded: np.ndarray,
-        provenance: Provenance,
-        text: np.ndarray,
-        names: Sequence[str],
+        self, embs: np.ndarray, encoded: np.ndarray, provenance: Provenance, scorer: Scorer
     ) -> list[Scores]:
         """The :class:`Scores` of a batch's frames, from the encoded frames' embeddings
         (and the last one encoded before the batch) and ``provenance``: the same
@@ -398,14 +407,49 @@ class Pipeline:
         anchors = np.concatenate([carry[None], embs[mine]])
         index = np.zeros(len(embs) + 1, np.int64)  # position -1 (the last entry): the carry
         index[mine] = 1 + np.arange(len(mine))
-        sims = blended_similarities(
-            anchors, text, index[provenance.left], index[provenance.right], provenance.weight
+        sims, probs = scorer.score_blends(
+            anchors, index[provenance.left], index[provenance.right], provenance.weight
         )
         if len(mine):
             self._carry = embs[mine[-1]]
-        probs = softmax(sims * np.float32(self.model.logit_scale))
-        labels = tuple(names)
+        labels = tuple(scorer.names)
         return [Scores(labels, sims[i], probs[i]) for i in range(len(embs))]
+
+    def _check_region(self, reader: FrameReader, stop: threading.Event) -> None:
+        """Raise :class:`RegionError` when the region does not fit the source's frames:
+        by the size the opened source reports, or else by its first frame (read now and
+        kept as the start of the first window)."""
+        region = self.config.region
+        if region is None:
+            return
+        size = self.source.size
+        if size is None:
+            while not stop.is_set():
+                try:
+                    first = reader.get(timeout=0.25)
+                except TimeoutError:
+                    continue
+                if first is None:
+                    return  # no frame at all: nothing to check
+                self._pending = first
+                size = (first.image_bgr.shape[1], first.image_bgr.shape[0])
+                break
+        if size is not None:
+            try:
+                region.box(*size)
+            except RegionError as e:
+                raise RegionError(f"{self.source.name}: {e}") from None
+
+    def _look(self, frame: Frame) -> np.ndarray:
+        """What the gate and the encoder see of ``frame``: the region of interest (a
+        view, HxWx3 uint8 BGR) or the whole image."""
+        region = self.config.region
+        if region is None:
+            return frame.image_bgr
+        try:
+            return region.crop(frame.image_bgr)
+        except RegionError as e:  # a frame of another size than the first
+            raise RegionError(f"{self.source.name}, frame {frame.index}: {e}") from None
 
     def _window(self) -> int:
         """Most frames per chunk: 1 for live sources; ``batch_size`` for files with the
@@ -440,7 +484,7 @@ class Pipeline:
             for i in range(0, len(positions), step):  # at most batch_size a call
                 t0 = time.perf_counter()
                 pixels = self.model.preprocess(
-                    [frames[j].image_bgr for j in positions[i : i + step]]
+                    [self._look(frames[j]) for j in positions[i : i + step]]
                 )
                 t1 = time.perf_counter()
                 parts.append(self.model.image_encoder(pixels))
@@ -457,14 +501,14 @@ class Pipeline:
             return empty, np.zeros(0, bool), Provenance.own(0)
         if isinstance(self.gate, LookaheadGate):
             embs, encoded = self.gate.plan(
-                [f.image_bgr for f in frames], [f.timestamp for f in frames], encode
+                [self._look(f) for f in frames], [f.timestamp for f in frames], encode
             )
             return embs, encoded, self.gate.provenance
         flags = []
         for frame in frames:
             if frame.gap_before:
                 self.gate.reset()
-            flags.append(self.gate.check(frame.image_bgr, frame.timestamp))
+            flags.append(self.gate.check(self._look(frame), frame.timestamp))
         fresh = iter(encode([i for i, f in enumerate(flags) if f]))
         rows = [self.gate.keep(next(fresh)) if f else self.gate.embedding for f in flags]
         provenance = Provenance.own(len(frames))

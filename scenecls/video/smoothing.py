@@ -9,6 +9,10 @@ rate (variable frame rate included):
   current one (hysteresis); its segment starts when it is confirmed.
 - ``switch_margin``: ... and lead the current label by at least this much probability.
 
+A frame's probabilities may sum to less than 1: what is missing is the probability that
+the frame is none of the labels (a taught set's frame far from every example), and
+``unknown`` leads when it is more than the best label's.
+
 Modes: ``none`` (raw per-frame labels), ``ema`` (EMA, switch as soon as another label
 leads), ``hysteresis`` (min-dwell and margin on raw probabilities), ``ema+hysteresis``
 (the default: both). A smoother's :meth:`Smoother.update` takes the frame's
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from math import fsum
 
 import numpy as np
 
@@ -134,7 +139,10 @@ class Smoother:
             prev, last = probs, t
             best = max(indices, key=probs.__getitem__) if as_lists else int(np.argmax(probs))
             top = float(probs[best])
-            candidate = best if top >= floor else -1
+            # what no label holds (a taught set's frame far from every example: all of
+            # it) is the probability of unknown
+            rest = 1.0 - (fsum(probs) if as_lists else float(probs.sum()))
+            candidate = best if top >= floor and top >= rest else -1
             if current is None:
                 current = candidate  # the first frame decides the first segment
             elif candidate != current:

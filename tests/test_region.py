@@ -216,7 +216,7 @@ def test_the_region_is_checked_before_any_output_is_started(tiny_model, tmp_path
         [JsonlSink(out)],
         config=PipelineConfig(region=Region(600, 0, 100, 100, "pixel")),
     )
-    with pytest.raises(RegionError, match="bottle-detection.mp4: region 600,0,100,100"):
+    with pytest.raises(RegionError, match=r"bottle-detection\.mp4: region 600,0,100,100"):
         pipeline.run()
     assert not out.exists()
 
@@ -258,7 +258,8 @@ def test_run_with_a_region_writes_it_in_the_settings(tiny_bundle: Path, tmp_path
 def test_run_annotated_video_shows_the_region(tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.mp4"
     code = main(["run", str(MEDIA / "car-detection.mp4"), "--model", str(tiny_bundle),
-                 "--no-progress", "-q", "--region", "100,50,300,200", "--out", str(out)])  # fmt: skip
+                 "--no-progress", "-q", "--region", "100,50,300,200",
+                 "--out", str(out)])  # fmt: skip
     assert code == 0
     ok, frame = cv2.VideoCapture(str(out)).read()
     assert ok and frame.shape == (432, 768, 3)  # the whole frame is written

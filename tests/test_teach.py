@@ -312,3 +312,32 @@ def test_learning_from_embeddings_needs_no_images(model: scenecls.SceneModel) ->
     examples = ExampleSet(embs, truth, np.arange(len(truth)), [f"#{i}" for i in range(len(truth))])
     taught = scenecls.teach(examples, model)
     assert taught.report["examples"] == 40 and taught.report["seconds"] < 1.0
+
+
+def test_readme_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's teach example, as written (on the fixture model, in a folder holding
+    the sample videos and the moments the README describes)."""
+    import re
+    import shlex
+    import shutil
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### `scenecls teach`", 1)[1].split("\n### ", 1)[0]
+    block = re.findall(r"```\n(scenecls teach bottle-detection.*?)```", section, flags=re.S)[0]
+    command = shlex.split(block.replace("\\\n", " "))
+    media = REPO.parent / "shared" / "media"
+    for name in ("bottle-detection.mp4", "car-detection.mp4", "one-by-one-person-detection.mp4"):
+        shutil.copy(media / name, tmp_path / name)
+    moments = {"bottles": "0,8 12,18 20,24", "cars": "0,6 9,14 15,18", "people": "0,20 30,50 60,84"}
+    for label, spans in moments.items():
+        rows = "".join(f"{label},{span}\n" for span in spans.split())
+        (tmp_path / f"{label}.csv").write_text("label,start,end\n" + rows)
+    monkeypatch.chdir(tmp_path)
+    assert command[:2] == ["scenecls", "teach"]
+    assert main([*command[1:], "--model", str(BUNDLE), "--example-fps", "0.5"]) == 0
+    assert (tmp_path / "media.npz").is_file() and (tmp_path / "report" / "index.html").is_file()
+    assert "bottles,0,8" in section and "`bottles,12,18` and `bottles,20,24`" in section
+    run = re.search(r"`(scenecls run car-detection\.mp4 --labels media\.npz[^`]*)`", section)
+    assert run is not None
+    assert main([*shlex.split(run.group(1))[1:], "--model", str(BUNDLE), "--no-progress"]) == 0
+    assert read_segments(tmp_path / "segments.csv")

@@ -18,8 +18,8 @@ import synthetic_shapes  # scripts/ is on the path (conftest)
 import scenecls
 from scenecls.model.embeddings_store import FRAME_DTYPE, row_spans, write_embeddings
 from scenecls.model.taught import ExampleSet, TaughtSet, teach_embeddings
-from scenecls.teach.report_html import report_page, write_report
-from scenecls.teach.suggest import frames_at
+from scenecls.teaching.report_html import report_page, write_report
+from scenecls.teaching.suggest import frames_at
 
 from .conftest import MEDIA
 

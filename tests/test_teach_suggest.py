@@ -17,7 +17,7 @@ import scenecls
 from scenecls.errors import UsageError
 from scenecls.model.embeddings_store import FRAME_DTYPE, row_spans, write_embeddings
 from scenecls.region import Region
-from scenecls.teach.suggest import (
+from scenecls.teaching.suggest import (
     README,
     UNSORTED,
     frames_at,
@@ -223,3 +223,12 @@ def test_frames_at_finds_presentation_times(decoded: dict) -> None:
     assert frames_at(BOTTLES, [999.0]) == [None]
     near = frames_at(BOTTLES, [float(video_times[10]) + 0.01], exact=False)[0]
     assert near is not None and np.array_equal(near, images[11])
+
+
+def test_a_stopped_suggestion_writes_nothing(model: scenecls.SceneModel, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    assert suggest(model, [CARS], 3, tmp_path / "out", stop=stop) == []
+    assert not (tmp_path / "out").exists()

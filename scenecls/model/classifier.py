@@ -517,12 +517,17 @@ def example_warnings(
         upper = np.triu(gram >= NEAR_DUPLICATE, 1) & (groups[:, None] != groups[None, :])
         a, b = np.nonzero(upper)
         if len(a):
-            pairs = ", ".join(
-                f"{name(int(i))} ~ {name(int(j))}" for i, j in zip(a[:3], b[:3], strict=True)
+            # count pairs of moments (or pictures), not of frames
+            pairs, first = np.unique(
+                np.sort(np.stack([groups[a], groups[b]], axis=1), axis=1),
+                axis=0,
+                return_index=True,
             )
+            shown = ", ".join(f"{name(int(a[i]))} ~ {name(int(b[i]))}" for i in sorted(first)[:2])
             out.append(
-                f"{len(a)} pair(s) of examples are near-duplicates (cosine >= "
-                f"{NEAR_DUPLICATE}), e.g. {pairs}: they count twice and flatter the figures"
+                f"{len(pairs)} pair(s) of examples are near-duplicates (cosine >= "
+                f"{NEAR_DUPLICATE}), e.g. {shown}: each such pair flatters the "
+                "cross-validated figures (one half is learned, the other tested)"
             )
     have = counts[counts > 0]
     if len(have) > 1 and have.max() > IMBALANCE * have.min():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..model.taught import TaughtSet
 
 
@@ -43,6 +45,17 @@ def format_report(taught: TaughtSet) -> str:
     lines.append(f"  {'':<{width}}  " + " ".join(f"{s:>8}" for s in short))
     for n, row in zip(names, cv["confusion"], strict=True):
         lines.append(f"  {n:<{width}}  " + " ".join(f"{v:8d}" for v in row))
+    groups = taught.example_groups
+    single = [
+        n for i, n in enumerate(names) if len(np.unique(groups[taught.example_labels == i])) == 1
+    ]
+    if single:
+        lines += [
+            "",
+            f"note: {', '.join(single)} {'has' if len(single) == 1 else 'have'} one moment or "
+            "picture: held out, nothing of it is left to learn from, so its figures above are "
+            "what its text alone gives; add examples for an estimate",
+        ]
     if taught.unknown_below is not None:
         lines += [
             "",

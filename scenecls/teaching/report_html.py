@@ -52,7 +52,7 @@ _STYLE = (
     ".card img{display:block;max-width:240px;max-height:240px;margin:auto}"
     ".missing{width:240px;height:160px;display:flex;flex-direction:column;"
     "align-items:center;justify-content:center;background:#eee;color:#777;"
-    "text-align:center}.wrong{color:#b00020}"
+    "text-align:center}.wrong{color:#b00020}.card.bad{border:2px solid #b00020}"
 )
 
 
@@ -300,7 +300,7 @@ def _worst(
         margin = w.get("margin")
         margin_text = f"{margin:+.3f}" if isinstance(margin, int | float) else "?"
         cards.append(
-            f'<div class="card">{picture}<div>{_esc(source)}</div>'
+            f'<div class="card{" bad" if wrong else ""}">{picture}<div>{_esc(source)}</div>'
             f"<div>given <b>{_esc(given)}</b>, predicted <b{wrong}>{_esc(predicted)}</b>"
             f"</div><div>margin {margin_text}</div></div>"
         )

@@ -166,11 +166,17 @@ def test_moments_of_a_video_are_grouped_and_match_its_stored_embeddings(
     assert cos.min() > 0.999  # the same frames: decoded and encoded, or stored
 
 
+@pytest.mark.parametrize("classifier", ["auto", "cache"])
 def test_cli_teach_prints_the_accuracy_and_run_uses_the_set(
-    examples: Path, video: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    examples: Path,
+    video: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    classifier: str,
 ) -> None:
     out = tmp_path / "pizza.npz"
-    assert main(["teach", str(examples), "--model", str(BUNDLE), "--out", str(out)]) == 0
+    assert main(["teach", str(examples), "--model", str(BUNDLE), "--out", str(out),
+                 "--classifier", classifier]) == 0  # fmt: skip
     printed = capsys.readouterr()
     assert "cross-validated" in printed.out and "text only (zero-shot)" in printed.out
     assert "confusion" in printed.out and "margherita" in printed.out

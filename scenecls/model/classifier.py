@@ -123,13 +123,19 @@ class Fitted:
         return cached
 
     def key_sims(self, rows: np.ndarray) -> np.ndarray:
-        """``(N, M)`` float64 cosines of ``(N, D)`` unit rows to the examples."""
+        """``(N, M)`` float32 cosines of ``(N, D)`` unit rows to the examples, one row
+        at a time (a matrix-vector product each), so that a row's values do not depend
+        on how many rows are scored with it: a run and ``relabel`` agree to the bit."""
         keys_t = self.__dict__.get("_keys_t")
         if keys_t is None:
             keys = np.zeros((0, self.weights.shape[1])) if self.keys is None else self.keys
-            keys_t = np.ascontiguousarray(np.asarray(keys, np.float64).T)
+            keys_t = np.ascontiguousarray(np.asarray(keys, np.float32).T)
             self.__dict__["_keys_t"] = keys_t
-        return np.asarray(rows, np.float64) @ keys_t
+        f = np.asarray(rows, np.float32)
+        out = np.empty((len(f), keys_t.shape[1]), np.float32)
+        for i in range(len(f)):
+            np.dot(f[i], keys_t, out=out[i])
+        return out
 
     def logits(self, rows: np.ndarray, key_sims: np.ndarray | None = None) -> np.ndarray:
         """``(N, K)`` float64 logits of ``(N, D)`` unit rows; ``key_sims``: ``rows @
@@ -140,7 +146,7 @@ class Fitted:
         c = self.candidate
         if c.kind == "cache" and self.keys is not None and len(self.keys):
             sims = self.key_sims(rows) if key_sims is None else key_sims
-            affinity = np.exp(-c.beta * (1.0 - sims))
+            affinity = np.exp(-c.beta * (1.0 - np.asarray(sims, np.float64)))
             out += self.logit_scale * c.alpha * (affinity @ self.wide_keys()["key_means"])
         if not self.present.all():
             out[:, ~self.present] = -np.inf
@@ -212,7 +218,7 @@ def _logistic(
     present: np.ndarray,
     reg: float,
     scale: float,
-    steps: int = 120,
+    steps: int = 80,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced softmax regression from ``w0`` ``(K, D)``, penalised by
     ``reg * |W - w0|^2 / scale^2``; Nesterov-accelerated gradient descent with the step

@@ -133,9 +133,8 @@ class TaughtSet:
         if f.ndim != 2 or f.shape[1] != self.embed_dim:
             raise ValueError(f"rows must be (N, {self.embed_dim}), got {f.shape}")
         key_sims = None
-        if len(self.examples) and (
-            self.fitted.candidate.kind == "cache" or self.unknown_below is not None
-        ):
+        cache = self.fitted.candidate.kind == "cache"
+        if len(self.examples) and (cache or self.unknown_below is not None):
             key_sims = self.fitted.key_sims(f)
         logits = self.fitted.logits(f, key_sims=key_sims)
         probs = softmax(logits).astype(np.float32)

@@ -347,3 +347,22 @@ def test_readme_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run is not None
     assert main([*shlex.split(run.group(1))[1:], "--model", str(BUNDLE), "--no-progress"]) == 0
     assert read_segments(tmp_path / "segments.csv")
+
+
+def test_a_damaged_set_is_named_in_one_line(
+    taught: scenecls.TaughtSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = taught.save(tmp_path / "good.npz")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(data[: len(data) // 2])
+    other = tmp_path / "other.npz"
+    np.savez(other, meta=np.array('{"format": "something-else"}'))
+    video = REPO.parent / "shared" / "media" / "car-detection.mp4"
+    for path, message in ((cut, "not a readable taught label set"), (other, "not a taught")):
+        jsonl = tmp_path / "f.jsonl"
+        _fails(capsys, ["run", str(video), "--model", str(BUNDLE), "--labels", str(path),
+                        "--jsonl", str(jsonl), "--no-progress"], message)  # fmt: skip
+        assert not jsonl.exists()
+    _fails(capsys, ["run", str(video), "--model", str(BUNDLE), "--labels", str(good),
+                    "--templates", "{}"], "--templates does not apply")  # fmt: skip

@@ -57,3 +57,17 @@ def test_the_contention_benchmark_runs_every_configuration(
         (False, 1),
     ]
     assert all(r["encode_ms"] > 0 and r["alone_ms"] > 0 and r["preprocess_ms"] > 0 for r in rows)
+
+
+def test_the_corrections_benchmark_teaches_a_camera_through_the_api(tmp_path: Path) -> None:
+    out = tmp_path / "corrections.json"
+    fixture = REPO / "tests" / "fixtures" / "shapes-clip"  # tiny and trained: fast
+    done = _script("bench_corrections.py", "--model", str(fixture), "--precision", "fp32",
+                   "--corrections", "2", "--base", "100", "--warmup", "5", "--gap", "0.2",
+                   "--json", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("machine     ") and "POST -> first frame labelled" in done.stdout
+    r = json.loads(out.read_text())
+    assert r["base_examples"] == 100 and [c["correction"] for c in r["corrections"]] == [1, 2]
+    assert 0 < r["swap_s"]["p50"] <= r["label_s"]["p50"] < 30 and r["train_s"]["max"] > 0
+    assert r["fps"]["before"] > 5 and r["fps"]["ratio"] > 0 and r["label_s"]["target"] == 2.0

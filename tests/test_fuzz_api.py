@@ -359,6 +359,54 @@ def test_post_region_any_body(
     api.service.set_region(CAMERA, None)  # the other tests see the whole frame
 
 
+example_bodies = st.one_of(
+    st.fixed_dictionaries({"label": labels | json_values}).map(lambda v: json.dumps(v).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=60),
+    raw_bodies,
+)
+origins = st.one_of(
+    st.none(),
+    st.none(),  # (most requests come from scripts or the page itself)
+    st.sampled_from(
+        [
+            {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null"},
+            {"Origin": "http://["},
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Sec-Fetch-Site": "\u00e9"},
+        ]
+    ),
+    st.dictionaries(st.sampled_from(["Origin", "Sec-Fetch-Site"]), header_text, max_size=2),
+)
+
+
+@FUZZ
+@given(
+    name=st.just(CAMERA) | camera_names,
+    call=st.sampled_from([("POST", "examples"), ("POST", "examples/undo"), ("GET", "examples")]),
+    body=example_bodies,
+    content_type=content_types,
+    auth=auths,
+    origin=origins,
+    secured=st.booleans(),
+)
+def test_examples_any_request(
+    api: Api, name: str, call: tuple[str, str], body: bytes, content_type: str | None,
+    auth: str | None, origin: dict[str, str] | None, secured: bool,
+) -> None:  # fmt: skip
+    method, route = call
+    headers = {**with_headers(content_type, auth), **(origin or {})}
+    path = f"/api/cameras/{quote(name, safe='')}/{route}"
+    data = body if method == "POST" else None
+    reply = api.request(method, path, secured=secured, token=False, data=data, headers=headers)
+    check(api, reply)
+    if reply.status == 200:
+        doc = json.loads(reply.body)
+        assert doc["camera"] == CAMERA and doc["examples"] >= 0
+        assert set(doc["per_label"]) == set(synthetic_shapes.CLASSES)
+
+
 @FUZZ
 @given(query=queries, auth=auths, secured=st.booleans())
 def test_delete_expect_any_query(api: Api, query: str, auth: str | None, secured: bool) -> None:

@@ -32,6 +32,9 @@ ROUTES = [
     ("POST", "/api/expect", 200),
     ("DELETE", "/api/expect?camera=pass", 200),
     ("POST", "/api/cameras/pass/region", 200),
+    ("GET", "/api/cameras/pass/examples", 200),
+    ("POST", "/api/cameras/pass/examples", 200),  # an example of the current frame ...
+    ("POST", "/api/cameras/pass/examples/undo", 200),  # ... taken back
 ]
 
 
@@ -74,9 +77,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 
 
 def _body(method: str, path: str) -> bytes | None:
-    if method != "POST":
+    if method != "POST" or path.endswith("/undo"):
         return None
-    return b'{"region": null}' if "region" in path else b'{"camera": "pass", "label": "red circle"}'
+    if "region" in path:
+        return b'{"region": null}'
+    if "examples" in path:
+        return b'{"label": "red circle"}'
+    return b'{"camera": "pass", "label": "red circle"}'
 
 
 @pytest.mark.parametrize(("method", "path", "ok"), ROUTES)

@@ -1,7 +1,9 @@
 """The kitchen page in headless Chromium (Debian's chromium, driven by Playwright): a
 person logs in through the form, the live view updates, and the current label, the
-expected label and alerts are shown; a rectangle dragged on the live picture becomes the
-camera's region of interest (kept in --data), and a button clears it."""
+expected label and alerts are shown; "This is: X" teaches the camera from its current
+picture and the accuracy line shows the result ("Undo last example" takes it back); a
+rectangle dragged on the live picture becomes the camera's region of interest (kept in
+--data), and a button clears it."""
 
 from __future__ import annotations
 
@@ -92,6 +94,25 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
             alert = card.locator(".alerts li.open")
             alert.wait_for(timeout=10_000)
             assert "expected blue ring, saw red circle" in alert.inner_text()
+
+            # "This is: red circle": the current picture becomes an example, the camera
+            # learns from it, and the accuracy line says how right it is
+            taught = card.locator(".taught")
+            assert "cross-validated" not in taught.inner_text()
+            buttons = card.locator(".this-is button")
+            assert buttons.all_inner_texts() == list(synthetic_shapes.CLASSES)
+            card.locator(".this-is button[data-label='red circle']").click()
+            taught.filter(has_text="(cross-validated, 1 example)").wait_for(timeout=10_000)
+            assert "taught: 100 % right" in taught.inner_text()
+            assert "text only:" in taught.inner_text()
+            card.locator(".this-is button[data-label='red circle']").click()
+            taught.filter(has_text="2 examples").wait_for(timeout=10_000)
+            assert server.request("GET", "/api/cameras/pass/examples")[1]["examples"] == 2
+            card.locator(".undo").click()
+            taught.filter(has_text="(cross-validated, 1 example)").wait_for(timeout=10_000)
+            index = json.loads((tmp_path / "data" / "examples" / "pass" / "index.json").read_text())
+            assert [e["label"] for e in index["examples"]] == ["red circle"]
+            assert card.locator(".note").inner_text() == ""
 
             # drag a rectangle on the live picture: the middle half of its width, the
             # middle 80 % of its height (the 4:3 picture is pillarboxed in a 16:9 box)

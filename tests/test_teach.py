@@ -366,3 +366,21 @@ def test_a_damaged_set_is_named_in_one_line(
         assert not jsonl.exists()
     _fails(capsys, ["run", str(video), "--model", str(BUNDLE), "--labels", str(good),
                     "--templates", "{}"], "--templates does not apply")  # fmt: skip
+
+
+def test_stored_embeddings_of_another_model_or_region_are_refused(
+    video: tuple[Path, Path], tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, truth = video
+    stored = tmp_path / "tiny.npz"
+    assert main(["run", str(path), "--model", str(tiny_bundle), "--embeddings", str(stored),
+                 "--no-progress", "-q", "--labels", "a,b"]) == 0  # fmt: skip
+    out = tmp_path / "set.npz"
+    base = ["teach", f"{stored}={truth}", "--model", str(BUNDLE), "--out", str(out)]
+    _fails(capsys, base, "holds embeddings of model")
+    mine = tmp_path / "mine.npz"
+    assert main(["run", str(path), "--model", str(BUNDLE), "--embeddings", str(mine),
+                 "--no-progress", "-q", "--labels", "a,b"]) == 0  # fmt: skip
+    _fails(capsys, ["teach", f"{mine}={truth}", "--model", str(BUNDLE), "--out", str(out),
+                    "--region", "0,0,0.5,0.5"], "was analysed with region")  # fmt: skip
+    assert not out.exists()

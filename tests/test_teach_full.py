@@ -35,11 +35,11 @@ def test_moments_of_real_videos_teach_the_full_model(full_bundle: Path, tmp_path
         specs.append(f"{video}={moments}")
     out = tmp_path / "media.npz"
     assert main(["teach", *specs, "--model", str(full_bundle), "--out", str(out),
-                 "--example-fps", "1", "-q"]) == 0  # fmt: skip
+                 "--example-fps", "1", "--precision", "fp32", "-q"]) == 0  # fmt: skip
     taught = scenecls.load_taught(out)
     assert taught.report["examples"] == 18 and taught.report["groups"] == 9
     cv = taught.report["cross_validation"]["accuracy"]
-    model = scenecls.load_model(full_bundle, device="cpu")
+    model = scenecls.load_model(full_bundle, device="cpu", precision="fp32")
     from scenecls.video.sources import VideoFileSource
 
     hits = []

@@ -264,7 +264,8 @@ def run_serve(args: argparse.Namespace) -> int:
     names = _check(args)
     smoothing = SmoothingConfig.from_args(args)
     gate = GateConfig.from_args(args)
-    labelset = labels_of(args)
+    labelset = labels_of(args)  # a taught set's region, when --region gives none
+    args.regions = _camera_regions(names, args.region)
     for name, spec in zip(names, args.sources, strict=True):
         # a typo'd path or URL scheme fails now, in one line
         source = open_source(spec, image_fps=args.image_fps)

@@ -371,54 +371,47 @@ class ExampleSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def _next_group(self) -> int:
+        return int(self.groups.max()) + 1 if len(self.groups) else 0
+
+    def _append(
+        self,
+        embeddings: np.ndarray,
+        labels: Sequence[str],
+        sources: Sequence[str],
+        groups: np.ndarray,
+    ) -> None:
+        emb = np.asarray(embeddings, np.float32).reshape(len(labels), -1)
+        self.embeddings = np.concatenate([self.embeddings, emb]) if len(self.embeddings) else emb
+        self.labels.extend(labels)
+        self.sources.extend(sources)
+        self.groups = np.concatenate([self.groups, np.asarray(groups, np.int64)])
+
     def add(
         self,
         embeddings: np.ndarray,
         labels: Sequence[str],
         sources: Sequence[str],
-        group: int | None = None,
+        group: object = None,
     ) -> None:
-        """Append rows; ``group`` None gives every row a group of its own."""
-        emb = np.asarray(embeddings, np.float32).reshape(len(labels), -1)
-        start = int(self.groups.max()) + 1 if len(self.groups) else 0
-        new = (
-            np.full(len(labels), start, np.int64)
-            if group is not None
-            else start + np.arange(len(labels))
-        )
-        self.embeddings = np.concatenate([self.embeddings, emb]) if len(self.embeddings) else emb
-        self.labels.extend(labels)
-        self.sources.extend(sources)
-        self.groups = np.concatenate([self.groups, new])
-
-    def add_grouped(
-        self, embeddings: np.ndarray, labels: Sequence[str], sources: Sequence[str], key: object
-    ) -> None:
-        """Append rows that belong to the group named ``key`` (one moment): rows added
-        with the same key, in any number of calls, share one group."""
-        keys: dict[object, int] = self.__dict__.setdefault("_keys", {})
-        if key not in keys:
-            keys[key] = int(self.groups.max()) + 1 if len(self.groups) else 0
-        emb = np.asarray(embeddings, np.float32).reshape(len(labels), -1)
-        self.embeddings = np.concatenate([self.embeddings, emb]) if len(self.embeddings) else emb
-        self.labels.extend(labels)
-        self.sources.extend(sources)
-        self.groups = np.concatenate([self.groups, np.full(len(labels), keys[key], np.int64)])
+        """Append ``(n, D)`` rows with their label names and sources. Each row is a group
+        of its own, or, with ``group``, they join the group of that name: rows added under
+        one name, in any number of calls, share one group (the frames of one moment)."""
+        if group is None:
+            groups = self._next_group() + np.arange(len(labels))
+        else:
+            keys: dict[object, int] = self.__dict__.setdefault("_keys", {})
+            if group not in keys:
+                keys[group] = self._next_group()
+            groups = np.full(len(labels), keys[group])
+        self._append(embeddings, labels, sources, groups)
 
     def extend(self, other: ExampleSet) -> None:
         """Append ``other``'s rows, keeping its groups apart from these."""
-        if not len(other):
-            return
-        start = int(self.groups.max()) + 1 if len(self.groups) else 0
-        _, inverse = np.unique(other.groups, return_inverse=True)
-        self.embeddings = (
-            np.concatenate([self.embeddings, other.embeddings])
-            if len(self.embeddings)
-            else other.embeddings.astype(np.float32)
-        )
-        self.labels.extend(other.labels)
-        self.sources.extend(other.sources)
-        self.groups = np.concatenate([self.groups, start + inverse.reshape(-1)])
+        if len(other):
+            _, inverse = np.unique(other.groups, return_inverse=True)
+            groups = self._next_group() + inverse.reshape(-1)
+            self._append(other.embeddings, other.labels, other.sources, groups)
 
 
 def teach_embeddings(

@@ -10,6 +10,9 @@ token (``/metrics`` too, unless ``--metrics-open``).
 - Failed logins are rate-limited per client address: after 5 failures within a minute,
   the form answers 429 for a minute (right token or not).
 - Every comparison is constant-time (``hmac.compare_digest``).
+- A browser's request that changes something, sent by another site's page, is refused
+  (:func:`cross_site`): the cookie is SameSite=Strict, and without ``--token`` there is
+  no cookie to withhold.
 
 Without ``--token`` nothing is checked (the CLI warns when that is not loopback-only).
 """
@@ -22,7 +25,7 @@ import html
 import time
 from collections import deque
 from collections.abc import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -102,6 +105,25 @@ class Access:
         if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
             self._failures.pop(next(iter(self._failures)))
         self._failures.setdefault(client, deque(maxlen=MAX_FAILURES)).append(self.clock())
+
+
+def cross_site(request: web.Request) -> bool:
+    """Whether a browser sent ``request`` from another site's (or another origin's) page:
+    by ``Sec-Fetch-Site`` (every current browser sends it), else by ``Origin`` against the
+    host asked for (``X-Forwarded-Host`` behind a proxy). A request with neither (a
+    script, curl) is not cross-site."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.strip().lower() not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    try:
+        asked = urlsplit(origin.strip()).netloc.lower()
+    except ValueError:
+        return True
+    host = request.headers.get("X-Forwarded-Host") or request.host
+    return not asked or asked != host.strip().lower()
 
 
 def secure_request(request: web.Request) -> bool:

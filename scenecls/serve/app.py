@@ -2,7 +2,9 @@
 events, the MJPEG live view, health and Prometheus metrics.
 
 Bad requests get a 4xx with ``{"error": "..."}`` saying what is wrong; nothing a client
-sends can cause a 500.
+sends can cause a 500. A browser's request that changes something (``POST``, ``DELETE``
+under ``/api/``) from another site's page is refused (403; see
+:func:`.access.cross_site`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .access import (
     COOKIE,
     SESSION_SECONDS,
     Access,
+    cross_site,
     login_page,
     login_redirect,
     safe_next,
@@ -30,6 +33,7 @@ from .access import (
 )
 from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
 from .service import Service
+from .teaching import TeachingRefused
 
 log = logging.getLogger("scenecls")
 
@@ -88,10 +92,27 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     )
 
 
+@web.middleware
+async def _same_site(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A browser's POST or DELETE to the API from another site's page (cross-site request
+    forgery: with or without ``--token``) is refused; scripts send no Origin and pass."""
+    changes = request.method not in SAFE_METHODS and request.path.startswith("/api/")
+    if changes and cross_site(request):
+        return _error(
+            403,
+            "cross-site request refused: change things from the service's own page, "
+            "or from a script (which sends no Origin header)",
+        )
+    return await handler(request)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def create_app(service: Service, token: str = "", *, metrics_open: bool = False) -> web.Application:
     """The aiohttp application for ``service``; ``token`` (when not empty) is needed on
     every route but ``/healthz``, and on ``/metrics`` unless ``metrics_open``."""
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_errors, _same_site, _auth], client_max_size=MAX_BODY)
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
     app[ACCESS] = Access(token, metrics_open=metrics_open)
@@ -104,6 +125,9 @@ def create_app(service: Service, token: str = "", *, metrics_open: bool = False)
     app.router.add_post("/api/expect", _expect)
     app.router.add_delete("/api/expect", _clear)
     app.router.add_post("/api/cameras/{camera}/region", _region)
+    app.router.add_get("/api/cameras/{camera}/examples", _examples)
+    app.router.add_post("/api/cameras/{camera}/examples", _add_example)
+    app.router.add_post("/api/cameras/{camera}/examples/undo", _undo_example)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
@@ -268,6 +292,61 @@ async def _region(request: web.Request) -> web.Response:
         reply = await loop.run_in_executor(None, service.set_region, camera, region)
     except InputError as e:  # it does not fit the camera's frames
         return _error(400, str(e))
+    return web.json_response(reply)
+
+
+EXAMPLE_FORM = '{"label": LABEL}'
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``value`` for an error message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def _examples(request: web.Request) -> web.Response:
+    """A camera's examples per label, its classifier's accuracy, the teaching state."""
+    service = request.app[SERVICE]
+    camera = _camera(request, request.match_info["camera"])
+    return web.json_response(service.examples(camera))
+
+
+async def _add_example(request: web.Request) -> web.Response:
+    """``{"label": LABEL}``: the camera's current frame is an example of LABEL; the camera
+    is taught again in the background."""
+    service = request.app[SERVICE]
+    camera = _camera(request, request.match_info["camera"])
+    body = await _read_json(request, EXAMPLE_FORM)
+    if not isinstance(body, dict) or set(body) != {"label"}:
+        return _error(400, f"body must be a JSON object: {EXAMPLE_FORM}, one of the labels")
+    label = body["label"]
+    if not isinstance(label, str) or label not in service.names:
+        return _error(
+            400,
+            f"label {_shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
+        )
+    loop = asyncio.get_running_loop()
+    try:  # the picture and the index are written to --data: off the event loop
+        reply = await loop.run_in_executor(None, service.add_example, camera, label)
+    except TeachingRefused as e:
+        return _error(409, str(e))
+    return web.json_response(reply)
+
+
+async def _undo_example(request: web.Request) -> web.Response:
+    """Remove the camera's newest example; the camera is taught again."""
+    service = request.app[SERVICE]
+    camera = _camera(request, request.match_info["camera"])
+    raw = await request.read()
+    if raw.strip():
+        body = await _read_json(request, "nothing, or {}")
+        if not isinstance(body, dict) or body:
+            return _error(400, "send no body, or {}: the newest example is removed")
+    loop = asyncio.get_running_loop()
+    try:
+        reply = await loop.run_in_executor(None, service.undo_example, camera)
+    except TeachingRefused as e:
+        return _error(409, str(e))
     return web.json_response(reply)
 
 

@@ -1,4 +1,5 @@
-"""Events of the service (segment changes, expectations, alerts, sources lost/restored):
+"""Events of the service (segment changes, expectations, alerts, sources lost/restored,
+regions changed, cameras taught from corrections):
 published from any thread, delivered to asyncio subscribers (server-sent events) and
 kept in a short history for the page."""
 
@@ -24,6 +25,7 @@ EVENT_TYPES = (
     "source_lost",
     "source_restored",
     "region_changed",
+    "taught",
 )
 
 

@@ -1,9 +1,12 @@
 """The kitchen service's engine: every camera's newest frame, through its camera's change
-gate, the changed ones batched through one model, smoothed per camera into labels and
-segments, checked against the expected label, and drawn into a JPEG for the live view.
+gate, the changed ones batched through one model, scored by the camera's own classifier
+(the service's labels, or taught from the camera's corrections: :mod:`.teaching`),
+smoothed per camera into labels and segments, checked against the expected label, and
+drawn into a JPEG for the live view.
 
 All per-camera state is changed under one lock, by the engine thread (frames), the
-camera threads (lost/restored) and the web server (expectations).
+camera threads (lost/restored), the web server (expectations, regions) and the teaching
+worker (a camera's new classifier, swapped in between two frames).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from ..errors import RegionError, SceneclsError
-from ..model.scene_model import LabelSource, SceneModel
-from ..model.taught import scores_of
+from ..model.scene_model import LabelSource, SceneModel, load_labels
+from ..model.taught import Scorer, scores_of
 from ..region import Region
 from ..types import Prediction
 from ..video.encoder_calls import EncoderCalls
@@ -39,6 +42,7 @@ from .alerts import Alert, MismatchMonitor
 from .camera import Camera
 from .events import EventHub
 from .settings import UNSET, CameraSettings
+from .teaching import Teacher, TeachingRefused
 from .webhook import WebhookSender
 
 log = logging.getLogger("scenecls")
@@ -72,6 +76,10 @@ class CameraState:
     region: Region | None = None  # the region of interest: all the gate and encoder see
     region_changed: bool = False  # the engine resets the gate before the next frame
     region_error: str | None = None  # the region does not fit the camera's frames
+    scorer: Scorer | None = None  # the camera's classifier (the service's, or taught)
+    # the last encoded look (HxWx3 uint8 BGR: the region's crop the encoder saw) and its
+    # (D,) float32 embedding: what "this is X" stores; None after a region change or a gap
+    sample: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Service:
@@ -105,7 +113,8 @@ class Service:
         self.model = model
         self.encoder_calls = EncoderCalls()
         self.labelset = labelset
-        self.scorer = model.scorer(labelset)  # text labels or a taught set
+        source = load_labels(labelset)
+        self.scorer = model.scorer(source)  # text labels or a taught set
         self.names = list(self.scorer.names)
         self._t0 = time.monotonic()
         self._wall0 = time.time() - (time.monotonic() - self._t0)
@@ -144,6 +153,10 @@ class Service:
         self.settings = CameraSettings(data) if data is not None else None
         for name in self.states:
             self._start_region(name, (regions or {}).get(name))
+        # corrections ("this is X"): each camera's examples and classifier, kept in --data
+        self.teacher = Teacher(model, source, self.scorer, list(self.states), data, self._taught)
+        for name, st in self.states.items():
+            st.scorer = self.teacher.scorer(name)
 
     def _start_region(self, name: str, given: Region | None) -> None:
         """The region ``name`` starts with: ``given`` (the command line's, saved), else
@@ -177,10 +190,12 @@ class Service:
         for st in self.states.values():
             st.camera.start()
         self._engine.start()
+        self.teacher.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self.teacher.stop()
         self._engine.join(5.0)
         for st in self.states.values():
             st.camera.stop()
@@ -217,7 +232,7 @@ class Service:
                 if todo:
                     fresh = self._encode([looks[id(st)] for st, _ in todo])
                     kept = [st.gate.keep(e) for (st, _), e in zip(todo, fresh, strict=True)]
-                    self._label(todo, kept, encoded=True)
+                    self._label(todo, kept, encoded=True, looks=[looks[id(st)] for st, _ in todo])
         except Exception as e:  # pragma: no cover - shown by /healthz and the log
             self.engine_error = str(e) or type(e).__name__
             log.exception("the analysis loop stopped: %s", self.engine_error)
@@ -252,13 +267,30 @@ class Service:
         return look
 
     def _label(
-        self, batch: list[tuple[CameraState, Any]], embeddings: list[Any], encoded: bool
+        self,
+        batch: list[tuple[CameraState, Any]],
+        embeddings: list[Any],
+        encoded: bool,
+        looks: list[np.ndarray] | None = None,
     ) -> None:
         """Score each ``(camera, frame)`` of ``batch`` with its ``(D,)`` float32 unit
-        embedding, and smooth, track and check it (:meth:`_analyse`)."""
-        scores = scores_of(self.scorer, np.stack(embeddings))
-        for (st, frame), s in zip(batch, scores, strict=True):
-            self._analyse(st, frame, s, encoded)
+        embedding by the camera's classifier (cameras that share one are scored
+        together), and smooth, track and check it (:meth:`_analyse`). ``looks``: what the
+        encoder saw of each frame (HxWx3 uint8 BGR) when it was just encoded."""
+        with self.lock:  # a classifier swapped in now applies from the next frame
+            scorers = [st.scorer or self.scorer for st, _ in batch]
+        rows = np.stack(embeddings)
+        scores: list[Any] = [None] * len(batch)
+        groups: dict[int, list[int]] = {}
+        for i, scorer in enumerate(scorers):
+            groups.setdefault(id(scorer), []).append(i)
+        for members in groups.values():
+            part = scores_of(scorers[members[0]], rows[members])
+            for i, s in zip(members, part, strict=True):
+                scores[i] = s
+        for i, ((st, frame), s) in enumerate(zip(batch, scores, strict=True)):
+            sample = None if looks is None else (looks[i], rows[i])
+            self._analyse(st, frame, s, encoded, sample)
 
     def _encode(self, images_bgr: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 unit embeddings of the changed cameras' frames (BGR), in one
@@ -271,8 +303,17 @@ class Service:
         self.encoder_calls.add(len(images_bgr), time.perf_counter() - t0)
         return embeddings
 
-    def _analyse(self, st: CameraState, frame: Any, scores: Any, encoded: bool) -> None:
+    def _analyse(
+        self,
+        st: CameraState,
+        frame: Any,
+        scores: Any,
+        encoded: bool,
+        sample: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         with self.lock:
+            if sample is not None:
+                st.sample = sample
             pred = st.tracker.track(st.smoother.update(scores, frame.timestamp))
             st.prediction = pred
             st.analysed += 1
@@ -365,6 +406,7 @@ class Service:
                 st.smoother.reset()
                 st.gate.reset()
                 st.prediction = None
+                st.sample = None
                 self._publish("source_lost", st, error=error, time=now)
             elif status == "running" and cam.reconnects > 0:
                 self._publish("source_restored", st, time=now)
@@ -408,6 +450,8 @@ class Service:
             region.box(*size)
         now = self.clock()
         with self.lock:
+            if region != st.region:
+                st.sample = None  # the next encoded frame shows the new region
             st.region = region
             st.region_changed = True
             st.region_error = None
@@ -424,6 +468,47 @@ class Service:
                 log.error("camera %s: the region holds until a restart: %s", camera, e)
                 saved = False
         return {"camera": camera, "region": shown, "saved": saved}
+
+    # -- corrections ("this is X") -----------------------------------------------------
+
+    def add_example(self, camera: str, label: str) -> dict[str, Any]:
+        """Store ``camera``'s current analysed frame (what the encoder saw of it, and its
+        embedding) as an example of ``label``, one of the service's labels, and teach the
+        camera again in the background. Raises :class:`~.teaching.TeachingRefused` when no
+        frame of the camera has been analysed (since the start, a region change or a
+        gap). The reply: :meth:`examples` plus ``added`` (``saved``: in the data folder;
+        None without one)."""
+        st = self.states[camera]
+        with self.lock:
+            sample, region = st.sample, st.region
+            problem = st.region_error
+        if sample is None or problem is not None:
+            why = problem or "wait for its picture and try again"
+            raise TeachingRefused(f"camera {camera} has no analysed frame to store: {why}")
+        image, embedding = sample
+        shown = None if region is None else region.to_json()
+        return self.teacher.add(camera, label, np.ascontiguousarray(image), embedding, shown)
+
+    def undo_example(self, camera: str) -> dict[str, Any]:
+        """Remove ``camera``'s newest example and teach it again; raises
+        :class:`~.teaching.TeachingRefused` when it has none. The reply: :meth:`examples`
+        plus ``removed``."""
+        return self.teacher.undo(camera)
+
+    def examples(self, camera: str) -> dict[str, Any]:
+        """``camera``'s examples per label, its classifier's cross-validated and text-only
+        accuracy, and whether it is being taught (see :meth:`.Teacher.summary`)."""
+        return self.teacher.summary(camera)
+
+    def _taught(self, camera: str, scorer: Scorer | None, event: dict[str, Any]) -> None:
+        """The teaching worker's result for ``camera``: its new classifier (None: the run
+        failed and the old one stays), swapped in before the camera's next frame."""
+        st = self.states[camera]
+        now = self.clock()
+        with self.lock:
+            if scorer is not None:
+                st.scorer = scorer
+            self._publish("taught", st, **event, time=now)
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
@@ -476,6 +561,7 @@ class Service:
             "size": list(cam.size) if cam.size else None,
             "region": None if st.region is None else st.region.to_json(),
             "region_error": st.region_error,
+            "teaching": self.teacher.status(cam.name),
         }
 
     def segments(self, camera: str, since: float) -> dict[str, Any]:

@@ -49,6 +49,12 @@ def camera_file_name(camera: str) -> str:
     return f"{safe}.json"
 
 
+def camera_file_stem(camera: str) -> str:
+    """:func:`camera_file_name` without ``.json``: how ``camera`` is named in the data
+    folder's other files and folders (its examples, its taught label set)."""
+    return camera_file_name(camera).removesuffix(".json")
+
+
 def open_data_folder(folder: Path) -> Path:
     """``--data DIR``: create the folder (and its ``cameras/``) when missing and check that
     it is writable; raises :class:`OutputError` in one line when not."""

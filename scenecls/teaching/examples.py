@@ -234,7 +234,7 @@ def _encode(
     crops = [region_crop(region, image, f"{item.path} at {t:.2f} s") for _, t, image in picked]
     embs = model.encode_images(crops)
     for (i, t, _), row in zip(picked, embs, strict=True):
-        part.add_grouped(row[None], [moments[i].label], [f"{item.path}@{t:.3f}"], key=i)
+        part.add(row[None], [moments[i].label], [f"{item.path}@{t:.3f}"], group=i)
 
 
 def _from_store(model: Any, item: ExampleInput, region: Region | None, fps: float) -> ExampleSet:
@@ -275,7 +275,7 @@ def _from_store(model: Any, item: ExampleInput, region: Region | None, fps: floa
         lo, hi = int(at.min()), int(at.max()) + 1
         rows = np.asarray(store.frame_embeddings(lo, hi), np.float32)[at - lo]
         sources = [f"{item.path}@{float(times[j]):.3f}" for j in at]
-        part.add_grouped(rows, [m.label] * len(at), sources, key=i)
+        part.add(rows, [m.label] * len(at), sources, group=i)
     return part
 
 

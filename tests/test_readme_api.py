@@ -47,9 +47,17 @@ def test_readme_python_api_example_runs(tmp_path: Path, monkeypatch, capsys) -> 
         out.write(img)
     out.release()
     src.release()
+    (tmp_path / "moments.csv").write_text("label,start,end\nfirst half,0,2\nsecond half,2,4\n")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Python API)", "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
     assert "frames" in printed  # the run summary
     assert (tmp_path / "segments.csv").read_text().startswith("label,start,end,confidence")
     assert len((tmp_path / "frames.jsonl").read_text().splitlines()) >= int(4 * fps) - 1
+    assert scenecls_labels(tmp_path / "moments.npz") == ["first half", "second half"]
+
+
+def scenecls_labels(path: Path) -> list[str]:
+    import scenecls
+
+    return scenecls.load_taught(path).names

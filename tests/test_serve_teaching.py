@@ -174,7 +174,7 @@ def test_the_readme_curl_example_teaches_the_camera(running: Api) -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("- **Teaching from the pass**", 1)[1]
-    block = re.search(r"```bash\n(curl .*?)```", section, flags=re.S)
+    block = re.search(r"```bash\n\s*(curl .*?)```", section, flags=re.S)
     assert block is not None
     url = str(running.clients[True].make_url("")).rstrip("/")
     command = block.group(1).replace("http://127.0.0.1:8000", url)

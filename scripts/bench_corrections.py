@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -281,6 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler.stop()
         service.stop()
         http.close()
+        shutil.rmtree(data, ignore_errors=True)
     before, during, busy = sampler.rates(start)
     swap = [r["swap_s"] for r in rows]
     label = [r["label_s"] for r in rows]

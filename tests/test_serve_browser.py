@@ -102,14 +102,14 @@ def test_page_shows_live_view_label_expectation_and_alert(tmp_path: Path) -> Non
             buttons = card.locator(".this-is button")
             assert buttons.all_inner_texts() == list(synthetic_shapes.CLASSES)
             card.locator(".this-is button[data-label='red circle']").click()
-            taught.filter(has_text="(cross-validated, 1 example)").wait_for(timeout=10_000)
+            taught.filter(has_text="(cross-validated, 1 example; too few").wait_for(timeout=10_000)
             assert "taught: 100 % right" in taught.inner_text()
             assert "text only:" in taught.inner_text()
             card.locator(".this-is button[data-label='red circle']").click()
             taught.filter(has_text="2 examples").wait_for(timeout=10_000)
             assert server.request("GET", "/api/cameras/pass/examples")[1]["examples"] == 2
             card.locator(".undo").click()
-            taught.filter(has_text="(cross-validated, 1 example)").wait_for(timeout=10_000)
+            taught.filter(has_text="(cross-validated, 1 example;").wait_for(timeout=10_000)
             index = json.loads((tmp_path / "data" / "examples" / "pass" / "index.json").read_text())
             assert [e["label"] for e in index["examples"]] == ["red circle"]
             assert card.locator(".note").inner_text() == ""

@@ -127,7 +127,7 @@ def test_a_correction_switches_the_label_within_2_s_and_undo_takes_it_back(
     assert body["per_label"] == dict.fromkeys(LABELS.split(","), 0) and body["saved"] is True
     teaching_status = json.loads(api.request("GET", "/api/status").body)["cameras"][0]["teaching"]
     assert teaching_status == {"examples": 0, "accuracy": None, "zero_shot": None,
-                               "training": False, "error": None}  # fmt: skip
+                               "few_examples": False, "training": False, "error": None}  # fmt: skip
 
     at = time.monotonic()
     status, body = _call(api, "POST", "examples", {"label": "margherita"})
@@ -139,6 +139,8 @@ def test_a_correction_switches_the_label_within_2_s_and_undo_takes_it_back(
     summary = _settled(service)
     assert summary["accuracy"] is not None and summary["zero_shot"] is not None
     assert summary["error"] is None and summary["trained_at"].endswith("Z")
+    assert summary["few_examples"] is True  # one example: cross-validation cannot judge
+    assert any("give it 3 or more" in w for w in summary["warnings"])
     taught = [e for e in service.events.recent(("taught",)) if e["camera"] == "pass"]
     assert taught and taught[-1]["examples"] == 1 and taught[-1]["error"] is None
     cam = json.loads(api.request("GET", "/api/status").body)["cameras"][0]
@@ -523,5 +525,61 @@ def test_the_camera_keeps_its_frame_rate_while_the_worker_teaches(
         # loose: the 10 % target is the benchmark's (scripts/bench_corrections.py)
         assert during / seconds > 0.5 * before, (during, seconds, before)
         assert service.examples("pass")["base_examples"] == 1000
+    finally:
+        service.stop()
+
+
+def test_a_damaged_index_is_ignored_and_nothing_is_deleted(
+    model, video: Path, taught_data, tmp_path: Path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    shutil.copytree(taught_data[0], data)
+    folder = data / "examples" / "pass"
+    (folder / "index.json").write_text('{"format": "scenecls-camera-examples", "exam')
+    files = sorted(p.name for p in folder.iterdir())
+    with caplog.at_level(logging.WARNING, logger="scenecls"):
+        service = _service(model, video, data=data)
+    assert "camera pass: ignoring its stored examples" in caplog.text
+    assert "is damaged" in caplog.text
+    assert service.examples("pass")["examples"] == 0
+    assert service.states["pass"].scorer is service.scorer
+    assert sorted(p.name for p in folder.iterdir()) == files  # the pictures are still there
+
+
+def test_examples_of_a_label_dropped_from_the_set_stay_stored_unused(
+    model, video: Path, taught_data, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    shutil.copytree(taught_data[0], data)
+    service = _service(model, video, labels="margherita,quattro formaggi,funghi", data=data)
+    summary = service.examples("pass")
+    assert summary["examples"] == 4 and summary["other_labels"] == 2
+    assert summary["per_label"] == {"margherita": 2, "quattro formaggi": 0, "funghi": 0}
+    service.start()
+    try:
+        _settled(service)
+        scorer = service.states["pass"].scorer
+        assert isinstance(scorer, TaughtScorer) and len(scorer.taught.examples) == 2
+        assert scorer.names == ("margherita", "quattro formaggi", "funghi")
+        index = json.loads((data / "examples" / "pass" / "index.json").read_text())
+        assert len(index["examples"]) == 4  # kept for when the label comes back
+    finally:
+        service.stop()
+
+
+def test_a_data_folder_that_cannot_be_written_keeps_the_correction_until_a_restart(
+    model, video: Path, tmp_path: Path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "examples").write_text("a file where the folder should be\n")
+    service = _service(model, video, data=data).start()
+    try:
+        _wait(lambda: _label(service) == WRONG)
+        with caplog.at_level(logging.ERROR, logger="scenecls"):
+            reply = service.add_example("pass", "margherita")
+        assert reply["saved"] is False and reply["examples"] == 1
+        assert "example 1 (margherita) holds until a restart" in caplog.text
+        _wait(lambda: _label(service) == "margherita")
     finally:
         service.stop()

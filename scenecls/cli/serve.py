@@ -61,8 +61,9 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "--data",
         type=Path,
         metavar="DIR",
-        help="the service's data folder (created when missing): each camera's settings, "
-        "such as a region set on the page, are kept there and survive a restart",
+        help="the service's data folder (created when missing): each camera's settings "
+        "(a region set on the page), its examples ('This is: X' on the page) and the "
+        "label set taught from them are kept there and survive a restart",
     )
     g = p.add_argument_group("recordings")
     g.add_argument(

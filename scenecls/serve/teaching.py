@@ -53,6 +53,7 @@ import numpy as np
 
 from ..atomic import save_npy_atomic, write_bytes_atomic
 from ..errors import SceneclsError
+from ..model.classifier import FEW_EXAMPLES
 from ..model.labels import Label, LabelSet
 from ..model.taught import (
     ExampleSet,
@@ -586,15 +587,28 @@ class Teacher:
     # -- what the API shows ------------------------------------------------------------
 
     def _figures(self, ct: CameraTeaching) -> dict[str, Any]:
+        """The classifier in use: ``accuracy`` (cross-validated), ``zero_shot`` (the label
+        texts alone on the same examples), ``few_examples`` (a label has examples of fewer
+        than :data:`~scenecls.model.classifier.FEW_EXAMPLES` moments: the figure is not to
+        be trusted yet), ``classifier`` and the training report's ``warnings``."""
         taught = ct.taught if ct.taught is not None else self.base
         report = taught.report if taught is not None else {}
         cv = report.get("cross_validation") or {}
         zs = report.get("zero_shot") or {}
         chosen = report.get("chosen") or {}
+        few = False
+        if taught is not None and len(taught.example_labels):
+            few = taught.__dict__.get("_few_examples")  # made once per set (status polls)
+            if few is None:
+                labels, groups = taught.example_labels, taught.example_groups
+                moments = [len(np.unique(groups[labels == i])) for i in np.unique(labels)]
+                few = taught.__dict__["_few_examples"] = min(moments) < FEW_EXAMPLES
         return {
             "accuracy": cv.get("accuracy"),
             "zero_shot": zs.get("accuracy"),
+            "few_examples": few,
             "classifier": chosen.get("description"),
+            "warnings": list(report.get("warnings") or []),
         }
 
     def status(self, camera: str) -> dict[str, Any]:
@@ -603,7 +617,11 @@ class Teacher:
             ct = self.cameras[camera]
             return {
                 "examples": len(ct.examples),
-                **{k: v for k, v in self._figures(ct).items() if k != "classifier"},
+                **{
+                    k: v
+                    for k, v in self._figures(ct).items()
+                    if k not in ("classifier", "warnings")
+                },
                 "training": ct.pending or ct.running,
                 "error": ct.error,
             }
@@ -712,7 +730,7 @@ class Teacher:
                     taught.report["trained_at"] = ct.trained_at
             event = {
                 "examples": len(snap.examples),
-                **self._figures(ct),
+                **{k: v for k, v in self._figures(ct).items() if k != "warnings"},
                 "seconds": seconds,
                 "error": error,
             }

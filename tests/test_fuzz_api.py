@@ -97,6 +97,14 @@ class Api:
             task.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
 
+    def shutdown(self) -> None:
+        """Close the clients, stop the loop and its thread, then the service."""
+        self.run(self.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+        self.service.stop()
+
     def request(
         self, method: str, path: str, *, secured: bool = True, token: bool = True, **kwargs: Any
     ) -> Reply:
@@ -139,11 +147,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             time.sleep(0.05)
         yield api
     finally:
-        api.run(api.close())
-        api.loop.call_soon_threadsafe(api.loop.stop)
-        api.thread.join(10)
-        api.loop.close()
-        service.stop()
+        api.shutdown()
 
 
 # -- the property ----------------------------------------------------------------------

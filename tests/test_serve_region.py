@@ -75,11 +75,7 @@ def running(model, video: Path, tmp_path: Path) -> Iterator[tuple[Api, list]]:  
         _wait(lambda: all(service.latest_jpeg(n)[1] for n in ("pass", "oven")))
         yield api, calls
     finally:
-        api.run(api.close())
-        api.loop.call_soon_threadsafe(api.loop.stop)
-        api.thread.join(10)
-        api.loop.close()
-        service.stop()
+        api.shutdown()
 
 
 def _post(api: Api, camera: str, body: object, **kwargs) -> tuple[int, dict]:  # type: ignore[no-untyped-def]

@@ -103,11 +103,7 @@ def running(model, video: Path, tmp_path: Path) -> Iterator[Api]:  # type: ignor
         _wait(lambda: _label(service) == WRONG)
         yield api
     finally:
-        api.run(api.close())
-        api.loop.call_soon_threadsafe(api.loop.stop)
-        api.thread.join(10)
-        api.loop.close()
-        service.stop()
+        api.shutdown()
 
 
 def _call(api: Api, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
@@ -273,11 +269,7 @@ def test_no_frame_yet_is_409_and_without_data_corrections_last_until_a_restart(
         assert status == 200 and body["saved"] is None and body["added"]["file"] is None
         _wait(lambda: _label(service) == "margherita", timeout=2.0)
     finally:
-        api.run(api.close())
-        api.loop.call_soon_threadsafe(api.loop.stop)
-        api.thread.join(10)
-        api.loop.close()
-        service.stop()
+        api.shutdown()
     again = _service(model, video)
     assert again.examples("pass")["examples"] == 0 and again.states["pass"].scorer is again.scorer
 

@@ -359,7 +359,10 @@ def test_a_damaged_set_is_named_in_one_line(
     other = tmp_path / "other.npz"
     np.savez(other, meta=np.array('{"format": "something-else"}'))
     video = REPO.parent / "shared" / "media" / "car-detection.mp4"
-    for path, message in ((cut, "not a readable taught label set"), (other, "not a taught")):
+    missing = tmp_path / "missing.npz"  # not taken for a label called "missing.npz"
+    cases = ((cut, "not a readable taught label set"), (other, "not a taught"),
+             (missing, "does not exist"))  # fmt: skip
+    for path, message in cases:
         jsonl = tmp_path / "f.jsonl"
         _fails(capsys, ["run", str(video), "--model", str(BUNDLE), "--labels", str(path),
                         "--jsonl", str(jsonl), "--no-progress"], message)  # fmt: skip

@@ -23,6 +23,7 @@ from .runtimes.cores import share_cores
 from .runtimes.onnx import TextEncoder
 from .runtimes.select import bundle_precision_for, create_image_encoder, describe_encoder
 from .scoring import classify_scores, score
+from .taught import SUFFIX as TAUGHT_SUFFIX
 from .taught import (
     Scorer,
     TaughtScorer,
@@ -49,7 +50,9 @@ def load_labels(
     file written by ``scenecls teach``. ``templates`` cannot re-phrase a taught set."""
     if isinstance(spec, TaughtSet):
         taught: TaughtSet | None = spec
-    elif is_taught_file(spec):
+    elif is_taught_file(spec) or (
+        isinstance(spec, str | Path) and str(spec).strip().endswith(TAUGHT_SUFFIX)
+    ):  # a missing .npz is named as such, not taken for a label called "x.npz"
         taught = load_taught(str(spec).strip())  # type: ignore[arg-type]
     else:
         return resolve_labels(spec, templates)  # type: ignore[arg-type]

@@ -68,7 +68,7 @@ def main() -> int:
             with sync_playwright() as p:
                 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
                 browser = p.chromium.launch(executable_path=args.chromium, args=flags)
-                page = browser.new_page(viewport={"width": 1500, "height": 820})
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.goto(url + "/")
                 page.wait_for_selector("#cam-pass.alerting", timeout=15_000)
                 page.wait_for_timeout(2500)

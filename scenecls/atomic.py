@@ -20,9 +20,11 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, synced, then
-    renamed: readers see the old file or the whole new one, never half a file."""
+    renamed: readers see the old file or the whole new one, never half a file.
+    ``mode``: the file's permissions (e.g. ``0o600`` for a secret: it never exists with
+    wider ones); default: what the umask gives a new file."""
     path = Path(path)
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -32,7 +34,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, default_file_mode())
+            os.chmod(tmp, default_file_mode() if mode is None else mode)
             os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,7 +29,9 @@ from _common import MEDIA, REPO
 
 
 def _post(url: str, body: dict) -> None:
-    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST")
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(req, timeout=10).close()
 
 

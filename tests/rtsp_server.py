@@ -6,11 +6,13 @@ gir1.2-gst-rtsp-server-1.0), run by the system Python that has ``gi``:
 serves the H.264 of VIDEO.mp4 in a loop (no re-encoding) at rtsp://127.0.0.1:PORT/MOUNT
 (default /pass), prints ``ready`` once it listens, and stops on SIGTERM or SIGINT.
 SIGUSR1 stalls the stream (a valve drops the video, the connection stays open) and
-SIGUSR2 lets it go on.
+SIGUSR2 lets it go on. With ``RTSP_SERVER_LOGIN=USER:PASSWORD`` in the environment the
+stream needs that login (HTTP Basic authentication).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -36,6 +38,18 @@ def main() -> int:
     factory.set_shared(True)
     medias: list = []
     factory.connect("media-configure", lambda f, media: medias.append(media))
+    login = os.environ.get("RTSP_SERVER_LOGIN")  # USER:PASSWORD: the stream needs it
+    if login:
+        user, _, password = login.partition(":")
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", "media.factory.access", True)
+        permissions.add_permission_for_role("viewer", "media.factory.construct", True)
+        factory.set_permissions(permissions)
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         print("cannot listen", flush=True)

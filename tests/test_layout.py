@@ -16,7 +16,10 @@ LAYERS = [
     ("applications", {"serve", "archive", "evaluation", "bench", "teaching"}),
     ("video", {"video"}),
     ("model", {"model"}),
-    ("shared", {"types", "errors", "region", "atomic", "interrupts", "version", "__init__"}),
+    (
+        "shared",
+        {"types", "errors", "region", "atomic", "interrupts", "version", "redact", "__init__"},
+    ),
 ]
 
 

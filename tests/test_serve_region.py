@@ -28,6 +28,7 @@ from .test_fuzz_api import Api
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
 LABELS = ",".join(synthetic_shapes.CLASSES)
 HALF = {"x": 0.5, "y": 0.0, "w": 0.5, "h": 0.5}
+JSON = {"Content-Type": "application/json"}  # (a change without it is refused: 415)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,7 @@ def running(model, video: Path, tmp_path: Path) -> Iterator[tuple[Api, list]]:  
 
 
 def _post(api: Api, camera: str, body: object, **kwargs) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    kwargs["headers"] = {**JSON, **kwargs.get("headers", {})}
     reply = api.request(
         "POST", f"/api/cameras/{camera}/region", data=json.dumps(body).encode(), **kwargs
     )
@@ -156,7 +158,7 @@ def test_hostile_region_payloads_are_one_line_4xx(
 ) -> None:  # type: ignore[no-untyped-def]
     api, _ = running
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    reply = api.request("POST", f"/api/cameras/{camera}/region", data=data)
+    reply = api.request("POST", f"/api/cameras/{camera}/region", data=data, headers=JSON)
     assert reply.status == status and reply.content_type == "application/json"
     error = json.loads(reply.body)["error"]
     assert words in error and "\n" not in error and len(error) < 400

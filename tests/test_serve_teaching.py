@@ -37,6 +37,7 @@ MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
 LABELS = "margherita,quattro formaggi,funghi,diavola"
 PIZZAS = {"blue ring": "margherita", "yellow ring": "diavola"}
 WRONG = "funghi"  # what the text side calls a blue ring
+JSON = {"Content-Type": "application/json"}  # (a change without it is refused: 415)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,7 @@ def running(model, video: Path, tmp_path: Path) -> Iterator[Api]:  # type: ignor
 
 def _call(api: Api, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    kwargs["headers"] = {**JSON, **kwargs.get("headers", {})}
     reply = api.request(method, f"/api/cameras/pass/{path}", data=data, **kwargs)
     assert reply.content_type == "application/json", reply
     return reply.status, json.loads(reply.body)
@@ -217,7 +219,7 @@ def test_hostile_requests_are_one_line_4xx_and_change_nothing(
 ) -> None:
     api = running
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    reply = api.request("POST", f"/api/cameras/{camera}/{route}", data=data)
+    reply = api.request("POST", f"/api/cameras/{camera}/{route}", data=data, headers=JSON)
     assert reply.status == status and reply.content_type == "application/json", reply
     error = json.loads(reply.body)["error"]
     assert words in error and "\n" not in error and len(error) < 300 and error.isprintable()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ..errors import SceneclsError, UsageError
+from ..redact import redact_url
 from ..version import __version__
 from . import annotate, bench, classify, export, find, relabel, search, serve, teach
 from . import eval as eval_command
@@ -123,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    """An exception's message on one line (library messages sometimes span several)."""
-    text = " ".join(str(error).split())
+    """An exception's message on one line (library messages sometimes span several),
+    without the credentials of any URL in it."""
+    text = redact_url(" ".join(str(error).split()))
     return text if len(text) <= 400 else text[:397] + "..."
 
 

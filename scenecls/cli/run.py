@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from ..redact import redact_url
 from .options import (
     add_embeddings_options,
     add_gate_options,
@@ -146,7 +147,7 @@ def run_video(args: argparse.Namespace) -> int:
     if not source.live:  # a file that is no video fails now, before the model loads
         source.open()
         source.close()
-        check_region(args.region, source.size, args.source)
+        check_region(args.region, source.size, redact_url(args.source))
     # every output is checked before any work starts
     sinks = []
     if args.jsonl:
@@ -187,7 +188,8 @@ def run_video(args: argparse.Namespace) -> int:
     if args.show:
         if args.speed is not None and source.live:
             raise UsageError(
-                f"--speed: {args.source} is live and shows each frame as it comes: drop --speed"
+                f"--speed: {redact_url(args.source)} is live and shows each frame as it "
+                "comes: drop --speed"
             )
         written = [args.out, args.jsonl, args.segments, args.srt, args.vtt, args.embeddings]
         first = next((p for p in written if p is not None), None)
@@ -234,11 +236,13 @@ def run_video(args: argparse.Namespace) -> int:
         if window is not None:
             print(window.summary(), file=sys.stderr)
     if stats.frames_read == 0 and not stats.interrupted:
-        raise InputError(f"no frame could be decoded from {args.source}: is it a video?")
+        raise InputError(
+            f"no frame could be decoded from {redact_url(args.source)}: is it a video?"
+        )
     if stats.frames_skipped:
         log.warning(
             "%d frame(s) of %s could not be decoded and were skipped",
             stats.frames_skipped,
-            args.source,
+            redact_url(args.source),
         )
     return 130 if stats.interrupted and guard.stop.is_set() else 0

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from ..errors import OutputError, UsageError
 from ..interrupts import guard_of
+from ..redact import redact_url
 from ..region import Region
 from .options import check_region, labels_of
 
@@ -55,6 +56,17 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     add_smoothing_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (the Host header; repeatable), such "
+        "as the name a reverse proxy or the kitchen's DNS gives the service; others are "
+        "refused (DNS rebinding). Always answered: the address it listens on (any IP "
+        "address when --host is 0.0.0.0 or ::, and the machine's name), and localhost on "
+        "loopback. '*' turns the check off",
+    )
     p.add_argument("--webhook", help="POST each alert (and its resolution) as JSON to this URL")
     p.add_argument("--snapshots", type=Path, help="folder for a JPEG of each alert")
     p.add_argument(
@@ -130,6 +142,14 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     p.add_argument("--loop", action="store_true", help="replay video files when they end")
     p.add_argument(
+        "--camera-credentials-file",
+        type=Path,
+        metavar="FILE",
+        help="camera logins, one 'CAMERA USER:PASSWORD' line per --name (chmod 600), put "
+        "into that camera's stream URL only when it is opened, so no password is in the "
+        "command line (default: $SCENECLS_CAMERA_CREDENTIALS, naming such a file)",
+    )
+    p.add_argument(
         "--rtsp-transport",
         choices=["tcp", "udp"],
         help="how rtsp:// cameras send video: tcp (through firewalls and NAT, no lost "
@@ -197,16 +217,24 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--fps must be more than 0, not {args.fps}")
     if args.webhook:
         url = urlparse(args.webhook)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise UsageError(f"--webhook must be an http:// or https:// URL, not {args.webhook!r}")
+        try:
+            port_ok = url.port != 0
+        except ValueError:  # not a number, or out of range
+            port_ok = False
+        if url.scheme not in ("http", "https") or not url.hostname or not port_ok:
+            raise UsageError(
+                f"--webhook must be an http:// or https:// URL, not {redact_url(args.webhook)!r}"
+            )
+    _camera_credentials(args, names)
     if args.token is None:
         args.token = os.environ.get("SCENECLS_TOKEN") or None
     if args.token is not None and not args.token.strip():
         raise UsageError("--token must not be empty")
     args.mqtt_config = None
     if args.mqtt is not None:
-        from ..serve.mqtt import MqttConfig
+        from ..serve.mqtt import MqttConfig, check_topics
 
+        check_topics(names)  # k.1 and k_1 would be one topic
         args.mqtt_config = MqttConfig.parse(
             args.mqtt,
             username=args.mqtt_user,
@@ -240,6 +268,9 @@ def _check(args: argparse.Namespace) -> list[str]:
         from ..serve.settings import open_data_folder
 
         open_data_folder(args.data)
+    from ..serve.hosts import HostPolicy
+
+    args.hosts = HostPolicy.for_bind(args.host, args.allowed_host)
     if not _is_loopback(args.host) and not args.token:
         log.warning(
             "serving on %s without --token: anyone on the network can watch the cameras "
@@ -252,6 +283,20 @@ def _check(args: argparse.Namespace) -> list[str]:
             "only the login form is rate-limited"
         )
     return names
+
+
+def _camera_credentials(args: argparse.Namespace, names: list[str]) -> None:
+    """``--camera-credentials-file`` (else ``$SCENECLS_CAMERA_CREDENTIALS``): read and
+    checked against the cameras into ``args.credentials`` (``{}`` without a file)."""
+    from ..serve.credentials import ENV, check_camera_credentials, load_camera_credentials
+
+    path = args.camera_credentials_file or os.environ.get(ENV) or None
+    args.credentials = {}
+    if path is None:
+        return
+    args.credentials = load_camera_credentials(Path(path))
+    cameras = dict(zip(names, args.sources, strict=True))
+    check_camera_credentials(args.credentials, cameras, Path(path))
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -273,7 +318,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.regions[name] is not None and not source.live:
             source.open()  # a file's size is known: a region outside it fails now too
             source.close()
-            check_region(args.regions[name], source.size, f"camera {name} ({spec})")
+            check_region(args.regions[name], source.size, f"camera {name} ({redact_url(spec)})")
     model = guard_of(args).call(
         load_model, args.model, device=args.device, precision=args.precision, batch_size=8
     )
@@ -287,6 +332,7 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
     from aiohttp import web
 
     from ..serve.app import create_app
+    from ..serve.connections import listen, runner_options
     from ..serve.service import Service
     from ..serve.webhook import WebhookSender
 
@@ -309,18 +355,19 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         keep_hours=args.keep_hours or None,
         regions=args.regions,
         data=args.data,
+        credentials=args.credentials,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)
     runner = web.AppRunner(
-        create_app(service, args.token or "", metrics_open=args.metrics_open),
+        create_app(service, args.token or "", metrics_open=args.metrics_open, hosts=args.hosts),
         handle_signals=False,
         shutdown_timeout=1.0,
+        **runner_options(),  # the idle timeout; malformed requests logged in one line
     )
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    try:
-        await site.start()
+    try:  # (not aiohttp's TCPSite: the connection cap and the head timeout are ours)
+        listening, _ = await listen(runner, args.host, args.port)
     except OSError as e:
         await runner.cleanup()
         if webhook is not None:
@@ -337,7 +384,8 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
 
         bridge = MqttBridge(service, args.mqtt_config).start()
     service.start()
-    port = runner.addresses[0][1] if runner.addresses else args.port
+    sockets = listening.sockets
+    port = sockets[0].getsockname()[1] if sockets else args.port
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"scenecls: serving {len(names)} camera(s) on http://{host}:{port}/", file=sys.stderr,
           flush=True)  # fmt: skip
@@ -361,6 +409,7 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        listening.close()  # no new connections; those open end below
         await runner.shutdown()
         await runner.cleanup()
         await asyncio.to_thread(service.stop)

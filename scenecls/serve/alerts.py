@@ -41,7 +41,7 @@ class Alert:
     raised: float
     resolved: float | None = None
     resolution: str | None = None
-    snapshot: str | None = None
+    snapshot: str | None = None  # the JPEG's file name in --snapshots (never a path)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,10 @@ events, the MJPEG live view, health and Prometheus metrics.
 Bad requests get a 4xx with ``{"error": "..."}`` saying what is wrong; nothing a client
 sends can cause a 500. A browser's request that changes something (``POST``, ``DELETE``
 under ``/api/``) from another site's page is refused (403; see
-:func:`.access.cross_site`).
+:func:`.access.cross_site`), so is one whose body is not said to be JSON (415), and any
+request whose ``Host`` is not this service's (421: DNS rebinding; see :mod:`.hosts`).
+Request bodies must arrive within a few seconds, and streams that nobody reads are
+dropped (see :mod:`.connections`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import asyncio
 import json
 import logging
 import math
-from importlib import resources
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -25,12 +29,17 @@ from .access import (
     COOKIE,
     SESSION_SECONDS,
     Access,
+    client_address,
     cross_site,
     login_page,
     login_redirect,
     safe_next,
     secure_request,
 )
+from .connections import BODY_TIMEOUT, head_done, write_or_drop
+from .guard import BadInput, check_order
+from .headers import add_security_headers, page_html
+from .hosts import HostPolicy, json_content, refused_host
 from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
 from .service import Service
 from .teaching import TeachingRefused
@@ -40,6 +49,8 @@ log = logging.getLogger("scenecls")
 SERVICE = web.AppKey("service", Service)
 ACCESS = web.AppKey("access", Access)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+HOSTS = web.AppKey("hosts", HostPolicy)
+DRAWING = web.AppKey("drawing", ThreadPoolExecutor)
 MAX_BODY = 64 * 1024
 MJPEG_FPS = 15.0
 SSE_KEEPALIVE = 15.0
@@ -79,10 +90,17 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     """With ``--token``, every route but ``/healthz`` (and the login form) needs the
-    bearer token or a session cookie (see :mod:`.access`)."""
+    bearer token or a session cookie (see :mod:`.access`). An address that tried too many
+    wrong tokens gets 429 with ``Retry-After`` for every try until its lock-out ends."""
     access = request.app[ACCESS]
-    if access.allowed(request):
+    verdict = access.check(request)
+    if verdict.ok:
         return await handler(request)
+    if verdict.retry_after > 0:
+        seconds = str(math.ceil(verdict.retry_after))
+        reply = _error(429, f"too many wrong tokens from this address: try again in {seconds} s")
+        reply.headers["Retry-After"] = seconds
+        return reply
     person = request.path == "/" and request.method in ("GET", "HEAD")
     if person and "Authorization" not in request.headers:
         return login_redirect(request)  # to the form
@@ -94,8 +112,19 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
 
 @web.middleware
 async def _same_site(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A browser's POST or DELETE to the API from another site's page (cross-site request
-    forgery: with or without ``--token``) is refused; scripts send no Origin and pass."""
+    """What a browser may have been tricked into sending is refused, with or without
+    ``--token`` (see :mod:`.hosts`): a request whose ``Host`` is not this service's (DNS
+    rebinding: 421); a POST or DELETE to the API from another site's page (cross-site
+    request forgery: 403; scripts send no Origin and pass). (Such a change must also be
+    JSON: see :func:`_request_body`.)"""
+    head_done(request)  # (the connection's deadline for its first request head is off)
+    host = refused_host(request, request.app[HOSTS])
+    if host is not None:
+        return _error(
+            421,
+            f"Host {_shown(host)} is not this service's address: use the address it "
+            "listens on, or start it with --allowed-host NAME for a name of its own",
+        )
     changes = request.method not in SAFE_METHODS and request.path.startswith("/api/")
     if changes and cross_site(request):
         return _error(
@@ -106,16 +135,75 @@ async def _same_site(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def _request_body(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The body of a request that passed :func:`_auth`, before its handler runs:
+
+    - a POST or DELETE under ``/api/`` must say ``Content-Type: application/json`` (415
+      otherwise): the types a page of another site may send without asking first
+      (``text/plain``, forms) are never taken for JSON (see :mod:`.hosts`);
+    - it is read whole within :data:`.connections.BODY_TIMEOUT` seconds (408 after:
+      slow-loris in the body), and a ``Content-Length`` over :data:`MAX_BODY` is refused
+      before a byte of it is read (413); both close the connection."""
+    changes = request.method not in SAFE_METHODS and request.path.startswith("/api/")
+    routed = request.match_info.http_exception is None  # (else: 404 or 405 below)
+    if changes and routed and not json_content(request):
+        return _error(
+            415,
+            f"send Content-Type: application/json (not {_shown(request.content_type)}) "
+            "with every POST and DELETE under /api/",
+        )
+    if request.body_exists:
+        length = request.content_length
+        reply: web.Response | None = None
+        if length is not None and length > MAX_BODY:
+            reply = _error(
+                413, f"Request Entity Too Large: {length} bytes; at most {MAX_BODY} are taken"
+            )
+        else:
+            try:
+                await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+            except asyncio.TimeoutError:
+                reply = _error(
+                    408,
+                    f"Request Timeout: the body did not arrive within {BODY_TIMEOUT:g} s: "
+                    "send it whole",
+                )
+            except web.RequestPayloadError:  # a broken chunked encoding, a cut body
+                reply = _error(400, "the request body is malformed: send it whole, as declared")
+        if reply is not None:
+            reply.force_close()
+            return reply
+    return await handler(request)
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def create_app(service: Service, token: str = "", *, metrics_open: bool = False) -> web.Application:
+def create_app(
+    service: Service,
+    token: str = "",
+    *,
+    metrics_open: bool = False,
+    hosts: HostPolicy | None = None,
+) -> web.Application:
     """The aiohttp application for ``service``; ``token`` (when not empty) is needed on
-    every route but ``/healthz``, and on ``/metrics`` unless ``metrics_open``."""
-    app = web.Application(middlewares=[_errors, _same_site, _auth], client_max_size=MAX_BODY)
+    every route but ``/healthz``, and on ``/metrics`` unless ``metrics_open``. ``hosts``:
+    the ``Host`` values it answers (default: the address each connection reached, and
+    the other loopback names on loopback; ``scenecls serve`` gives the policy of its
+    ``--host`` and ``--allowed-host``). Sessions are signed with the key kept in the
+    service's data folder (a key per process without one). Every response gets the
+    security headers of :mod:`.headers`."""
+    app = web.Application(
+        middlewares=[_errors, _same_site, _auth, _request_body], client_max_size=MAX_BODY
+    )
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
-    app[ACCESS] = Access(token, metrics_open=metrics_open)
+    app[HOSTS] = hosts if hosts is not None else HostPolicy()
+    app.cleanup_ctx.append(_drawing_thread)
+    data = service.settings.folder if service.settings is not None else None
+    app[ACCESS] = Access(token, metrics_open=metrics_open, data=data)
+    app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/login", _login_form)
     app.router.add_post("/login", _login)
     app.router.add_post("/logout", _logout)
@@ -134,6 +222,16 @@ def create_app(service: Service, token: str = "", *, metrics_open: bool = False)
     app.router.add_get("/stream/{camera}", _mjpeg)
     app.router.add_get("/snapshot/{camera}", _snapshot)
     return app
+
+
+async def _drawing_thread(app: web.Application) -> AsyncIterator[None]:
+    """One thread draws and encodes the live view's frames for every client: however many
+    watch (or open the view and never read it), frames are drawn one at a time, and the
+    native memory of drawing and JPEG encoding is that of one thread, not of a pool's
+    every thread (which grew the service by some 35 MB under 10 clients)."""
+    app[DRAWING] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenecls-draw")
+    yield
+    app[DRAWING].shutdown(wait=False, cancel_futures=True)
 
 
 def _camera(request: web.Request, name: str | None) -> str:
@@ -164,8 +262,8 @@ async def _login(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
     if not access.enabled:
         return web.Response(status=303, headers={"Location": "/"})
-    client = request.remote or "unknown"
-    wait = access.blocked_for(client)
+    client = client_address(request)
+    wait = access.begin_try(client)  # counted before the body is read: no race
     if wait > 0:
         seconds = str(math.ceil(wait))
         page = login_page("/", f"too many failed logins: try again in {seconds} s")
@@ -176,9 +274,9 @@ async def _login(request: web.Request) -> web.Response:
         raise ApiError(400, f"send the login form (application/x-www-form-urlencoded): {e}") from e
     target = safe_next(str(form.get("next", "/")))
     if not access.bearer_ok(f"Bearer {form.get('token', '')}"):
-        access.failed(client)
-        log.warning("failed login from %s", client)
+        access.wrong_try(client, "the login form")
         return _html(login_page(target, "wrong token"), 401)
+    access.right_try(client)
     reply = web.Response(status=303, headers={"Location": target})
     reply.set_cookie(
         COOKIE,
@@ -193,14 +291,16 @@ async def _login(request: web.Request) -> web.Response:
 
 
 async def _logout(request: web.Request) -> web.Response:
+    """The session ends on the server (its cookie no longer works, wherever a copy is) and
+    the browser forgets the cookie."""
+    request.app[ACCESS].end_session(request.cookies.get(COOKIE, ""))
     reply = web.Response(status=303, headers={"Location": "/login"})
     reply.del_cookie(COOKIE, path="/")
     return reply
 
 
 async def _page(request: web.Request) -> web.Response:
-    html = resources.files("scenecls.serve").joinpath("page.html").read_text("utf-8")
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+    return web.Response(text=page_html(), content_type="text/html", charset="utf-8")
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -253,11 +353,13 @@ async def _expect(request: web.Request) -> web.Response:
     if not isinstance(label, str) or label not in service.names:
         return _error(
             422,
-            f"label {label!r} is not in the label set; allowed: {', '.join(service.names)}",
+            f"label {_shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
         )
-    if order is not None and (isinstance(order, bool) or not isinstance(order, str | int)):
-        return _error(400, '"order" must be a string or a whole number when given')
-    expected = service.expect(camera, label, None if order is None else str(order))
+    try:  # printable text of at most 200 characters, as over MQTT
+        order = check_order(order)
+    except BadInput as e:
+        return _error(400, str(e))
+    expected = service.expect(camera, label, order)
     return web.json_response({"camera": camera, "expected": expected})
 
 
@@ -365,15 +467,15 @@ async def _events(request: web.Request) -> web.StreamResponse:
         if after is not None:
             for event in service.events.recent(limit=1000):
                 if event["id"] > after:
-                    await response.write(_sse(event))
-        await response.write(b": connected\n\n")
+                    await write_or_drop(request, response, _sse(event))
+        await write_or_drop(request, response, b": connected\n\n")
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
             except asyncio.TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                await write_or_drop(request, response, b": keep-alive\n\n")
                 continue
-            await response.write(_sse(event))
+            await write_or_drop(request, response, _sse(event))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -395,11 +497,11 @@ def _sse(event: dict[str, Any]) -> bytes:
 
 
 async def _health(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    cams = {n: st.camera.status for n, st in service.states.items()}
-    ok = service.healthy
-    body = {"status": "ok" if ok else "failing", "error": service.engine_error, "cameras": cams}
-    return web.json_response(body, status=200 if ok else 503)
+    """Open to anyone, so it says nothing but whether the analysis loop runs (the
+    cameras, their sources and errors are in ``/api/status``, behind the token)."""
+    if request.app[SERVICE].healthy:
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "stopped"}, status=503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -430,15 +532,16 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":  # headers only: a HEAD response has no body
         return response
     seen = -1
+    drawing = request.app[DRAWING]
     try:
         while True:
             # drawn on demand: off the event loop
             loop = asyncio.get_running_loop()
-            seq, jpeg = await loop.run_in_executor(None, service.latest_jpeg, camera)
+            seq, jpeg = await loop.run_in_executor(drawing, service.latest_jpeg, camera)
             if jpeg is not None and seq != seen:
                 seen = seq
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                await response.write(head.encode() + jpeg + b"\r\n")
+                await write_or_drop(request, response, head.encode() + jpeg + b"\r\n")
             await asyncio.sleep(1.0 / MJPEG_FPS)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -450,7 +553,7 @@ async def _snapshot(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     camera = _camera_from_path(request, ".jpg")
     loop = asyncio.get_running_loop()
-    _, jpeg = await loop.run_in_executor(None, service.latest_jpeg, camera)
+    _, jpeg = await loop.run_in_executor(request.app[DRAWING], service.latest_jpeg, camera)
     if jpeg is None:
         return _error(503, f"no frame from camera {camera!r} yet")
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-cache"})

@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..redact import redact_url
 from ..types import Frame
-from ..video.sources import FrameSource, open_source
+from ..video.sources import FrameSource, open_source, with_credentials
 
 log = logging.getLogger("scenecls")
 
@@ -31,6 +32,10 @@ class Camera:
     without ``loop``). :meth:`take` returns the newest unread frame, or None.
     ``max_fps``: at most this many frames a second are offered (the others are skipped as
     they are read; None: every frame).
+
+    ``credentials``: ``(user, password)`` put into ``spec`` (a stream URL) only when the
+    source is opened (``--camera-credentials-file``). ``source`` is ``spec`` as it may be
+    shown (status, recordings, logs): without any credentials, and so is ``error``.
     """
 
     def __init__(
@@ -45,9 +50,12 @@ class Camera:
         on_state: Callable[[Camera, str, str | None], None] | None = None,
         open_source_fn: Callable[[str, float], FrameSource] | None = None,
         rtsp_transport: str | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
+        self.source = redact_url(spec)
+        self._credentials = credentials
         self.loop = loop
         self.image_fps = image_fps
         self.max_fps = max_fps
@@ -110,7 +118,10 @@ class Camera:
         while not self._stop.is_set():
             source: FrameSource | None = None
             try:
-                source = self._open_source(self.spec, self.image_fps)
+                spec = self.spec
+                if self._credentials is not None:
+                    spec = with_credentials(spec, *self._credentials)
+                source = self._open_source(spec, self.image_fps)
                 source.open()
                 self.size = source.size
                 self.fps = source.fps
@@ -124,7 +135,7 @@ class Camera:
                     return
                 raise ConnectionError("the source stopped sending frames")
             except Exception as e:  # any failure: retry with backoff, never crash
-                message = str(e) or type(e).__name__
+                message = redact_url(str(e) or type(e).__name__)
                 if self.status == "running":
                     log.warning("camera %s lost: %s", self.name, message)
                 self._set("retrying", message)

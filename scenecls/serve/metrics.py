@@ -17,12 +17,28 @@ exposition format. The names (documented in the README) are:
 ``scenecls_capture_to_label_seconds``     gauge: latency quantiles 0.5 and 0.95
 ``scenecls_uptime_seconds``               gauge: seconds since the service started
 
-All but the last have a ``camera`` label.
+All but the last have a ``camera`` label. With ``--mqtt`` and ``--webhook``, their health
+(no labels):
+
+``scenecls_mqtt_connected``               gauge: 1 while connected to the broker
+``scenecls_mqtt_connections_total``       counter: connections made (reconnects + 1)
+``scenecls_mqtt_published_total``         counter: messages queued for the broker
+``scenecls_mqtt_dropped_total``           counter: messages out dropped (queue full)
+``scenecls_mqtt_refused_total``           counter: messages in refused (too large, bad)
+``scenecls_mqtt_errors_total``            counter: failures caught in paho's callbacks
+``scenecls_webhook_delivered_total``      counter: alert posts delivered
+``scenecls_webhook_failed_total``         counter: alert posts given up after all tries
+``scenecls_webhook_dropped_total``        counter: alert posts dropped (queue full)
+``scenecls_webhook_errors_total``         counter: failures caught in the worker
+``scenecls_webhook_queued``               gauge: alert posts waiting
+``scenecls_{mqtt,webhook}_last_error_timestamp_seconds``  gauge: UNIX time of the last
+                                          problem (its text is in ``/api/status``)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -51,6 +67,32 @@ _PER_CAMERA: tuple[tuple[str, str, str, str], ...] = (
     ("scenecls_camera_reconnects_total", "counter", "Times the source was reopened.",
      "reconnects"),
     ("scenecls_alerts_total", "counter", "Mismatch alerts raised.", "alerts"),
+)  # fmt: skip
+
+
+# (part, name, kind, help, status key): the health of MQTT and the webhook
+_HEALTH: tuple[tuple[str, str, str, str, str], ...] = (
+    ("mqtt", "scenecls_mqtt_connections_total", "counter",
+     "Connections made to the broker (reconnects + 1).", "connections"),
+    ("mqtt", "scenecls_mqtt_published_total", "counter", "Messages queued for the broker.",
+     "published"),
+    ("mqtt", "scenecls_mqtt_dropped_total", "counter",
+     "Messages to the broker dropped: it was away too long (queue full).", "dropped"),
+    ("mqtt", "scenecls_mqtt_refused_total", "counter",
+     "Messages from the broker refused (too large, not UTF-8, bad JSON, label or camera).",
+     "refused"),
+    ("mqtt", "scenecls_mqtt_errors_total", "counter",
+     "Failures caught in the MQTT client's callbacks.", "errors"),
+    ("webhook", "scenecls_webhook_delivered_total", "counter", "Alert posts delivered.",
+     "delivered"),
+    ("webhook", "scenecls_webhook_failed_total", "counter",
+     "Alert posts given up after all tries.", "failed"),
+    ("webhook", "scenecls_webhook_dropped_total", "counter",
+     "Alert posts dropped: the queue was full.", "dropped"),
+    ("webhook", "scenecls_webhook_errors_total", "counter",
+     "Failures caught in the webhook worker.", "errors"),
+    ("webhook", "scenecls_webhook_queued", "gauge", "Alert posts waiting to be sent.",
+     "queued"),
 )  # fmt: skip
 
 
@@ -102,6 +144,31 @@ class ServiceCollector(Collector):
             "scenecls_uptime_seconds", "Seconds since the service started.",
             value=float(status["uptime"]),
         )  # fmt: skip
+        yield from _health(status)
+
+
+def _health(status: dict[str, Any]) -> Iterator[Metric]:
+    """The MQTT and webhook families, for the parts the service has."""
+    mqtt = status.get("mqtt")
+    if mqtt is not None:
+        yield GaugeMetricFamily(
+            "scenecls_mqtt_connected", "1 while connected to the MQTT broker.",
+            value=1.0 if mqtt["connected"] else 0.0,
+        )  # fmt: skip
+    for part, name, kind, help_, key in _HEALTH:
+        figures = status.get(part)
+        if figures is not None and figures.get(key) is not None:
+            family = _family(name, kind, help_, [])
+            family.add_metric([], float(figures[key]))
+            yield family
+    for part in ("mqtt", "webhook"):
+        at = (status.get(part) or {}).get("last_error_at")
+        if at is not None:
+            yield GaugeMetricFamily(
+                f"scenecls_{part}_last_error_timestamp_seconds",
+                f"UNIX time of the last {part} problem (its text: /api/status).",
+                value=datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp(),
+            )
 
 
 def metrics_registry(service: Service) -> CollectorRegistry:

@@ -23,6 +23,15 @@ sends), and a broker that is down at the start or goes away is retried with grow
 pauses (1 s to 30 s). Messages published meanwhile (QoS 1) wait in a queue of
 :data:`QUEUE_LIMIT` and are sent when the broker is back; beyond that they are dropped,
 counted (``mqtt.dropped`` in ``/api/status``) and logged.
+
+Anyone on the broker can publish, so what comes in is bounded before it is read: an
+``expect/set`` payload of more than :data:`EXPECT_LIMIT` bytes (``homeassistant/status``:
+:data:`STATUS_LIMIT`), one that is not UTF-8, JSON nested deeper than a flat object, or a
+label or order that is not short printable text (:mod:`.guard`) is dropped, counted
+(``mqtt.refused``) and logged, at most one line per kind of problem every 10 s. Every
+paho callback catches whatever goes wrong in it (counted as ``mqtt.errors``, logged the
+same way), so no message can stop paho's network thread; should the thread stop anyway,
+it is started again. ``mqtt.connected`` is the real state of the connection.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..version import __version__
+from .guard import BadInput, Trouble, check_order, check_text, describe, parse_json, shown
 
 if TYPE_CHECKING:
     from .service import Service
@@ -47,11 +57,28 @@ log = logging.getLogger("scenecls")
 
 QUEUE_LIMIT = 10_000
 DEFAULT_PORT = 1883
+EXPECT_LIMIT = 4096  # bytes of an expect/set payload
+STATUS_LIMIT = 64  # bytes of Home Assistant's status payload ("online")
 
 
 def topic_name(camera: str) -> str:
     """A camera name as one MQTT topic level (no ``/``, ``+`` or ``#``)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", camera) or "_"
+
+
+def check_topics(cameras: list[str]) -> None:
+    """Raise :class:`~scenecls.errors.UsageError` when two camera names become the same
+    topic level (``k.1`` and ``k_1`` are both ``k_1``): the broker, Home Assistant and
+    ``expect/set`` could not tell them apart."""
+    seen: dict[str, str] = {}
+    for name in cameras:
+        other = seen.setdefault(topic_name(name), name)
+        if other != name:
+            raise UsageError(
+                f"camera names {other!r} and {name!r} are the same MQTT topic "
+                f"{topic_name(name)!r} (characters other than letters, digits, '_' and '-' "
+                "become '_'): rename one with --name"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,11 +129,13 @@ class MqttBridge:
         self.service = service
         self.config = config
         self.prefix = config.prefix
+        check_topics(service.camera_names())
         self.cameras = {topic_name(n): n for n in service.camera_names()}
-        self.connected = False
+        self.connected = False  # paho's view: see is_connected() for the real state
         self.connections = 0
         self.published = 0
         self.dropped = 0
+        self.trouble = Trouble("MQTT")  # refused messages and failed callbacks
         self._lock = threading.Lock()
         self._online: dict[str, str] = {}
         self._stopping = threading.Event()
@@ -129,9 +158,10 @@ class MqttBridge:
             client.tls_insecure_set(config.insecure)
         client.reconnect_delay_set(1, 30)
         client.max_queued_messages_set(QUEUE_LIMIT)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_connect = self._guarded(self._on_connect)
+        client.on_disconnect = self._guarded(self._on_disconnect)
+        client.on_message = self._guarded(self._on_message)
+        client.suppress_exceptions = True  # a second net: paho's thread never dies of ours
         self.client = client
 
     # -- life cycle --------------------------------------------------------------------
@@ -146,13 +176,29 @@ class MqttBridge:
 
     def _watch_cameras(self) -> None:
         """Publish each camera's ``online`` / ``offline`` when its source changes state
-        (started, lost, retrying, restored), looked at twice a second."""
+        (started, lost, retrying, restored), looked at twice a second; start paho's
+        network thread again if it ever stopped."""
         while not self._stopping.wait(0.5):
-            for name, st in list(self.service.states.items()):  # no full status: cheap
-                online = "online" if st.camera.status == "running" else "offline"
-                if self._online.get(name) != online:
-                    self._online[name] = online
-                    self._send(f"{self.prefix}/{topic_name(name)}/status", online, retain=True)
+            try:
+                if not self._network_alive() and not self._stopping.is_set():
+                    self.trouble.report("network", "paho's network thread stopped: restarted")
+                    self.client.loop_start()
+                for name, st in list(self.service.states.items()):  # no full status: cheap
+                    online = "online" if st.camera.status == "running" else "offline"
+                    if self._online.get(name) != online:
+                        self._online[name] = online
+                        self._send(f"{self.prefix}/{topic_name(name)}/status", online, retain=True)
+            except Exception as e:  # keep watching
+                self.trouble.report("watch", f"watching the cameras failed: {describe(e)}", error=e)
+
+    def _network_alive(self) -> bool:
+        """Whether paho's network thread (started by ``loop_start``) is running."""
+        thread = getattr(self.client, "_thread", None)  # paho keeps no public handle
+        return thread is not None and thread.is_alive()
+
+    def is_connected(self) -> bool:
+        """Connected to the broker now: paho says so and its network thread runs."""
+        return self.connected and self.client.is_connected() and self._network_alive()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping.set()
@@ -165,14 +211,18 @@ class MqttBridge:
         self.client.loop_stop()
 
     def status(self) -> dict[str, Any]:
-        """For ``/api/status``: connection and counters."""
+        """For ``/api/status``: connection, counters (``refused``: messages in that were
+        dropped; ``errors``: failures caught in paho's callbacks) and the last problem."""
         return {
             "broker": f"{self.config.host}:{self.config.port}",
-            "connected": self.connected,
+            "connected": self.is_connected(),
             "connections": self.connections,
             "published": self.published,
             "dropped": self.dropped,
             "queue_limit": QUEUE_LIMIT,
+            "refused": self.trouble.count("refused"),
+            "errors": self.trouble.count("callback", "network", "watch", "event"),
+            **self.trouble.status(),
         }
 
     # -- publishing --------------------------------------------------------------------
@@ -192,7 +242,14 @@ class MqttBridge:
                 self.published += 1
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        """Called for every service event (from the thread that raised it): never waits."""
+        """Called for every service event (from the thread that raised it): never waits,
+        never raises."""
+        try:
+            self._publish_event(event)
+        except Exception as e:
+            self.trouble.report("event", f"an event was not published: {describe(e)}", error=e)
+
+    def _publish_event(self, event: dict[str, Any]) -> None:
         camera = event.get("camera")
         cam = topic_name(camera) if camera else None
         kind = event["type"]
@@ -203,7 +260,12 @@ class MqttBridge:
             elif kind in ("alert", "alert_resolved"):
                 self._send(f"{base}/alert", "ON" if kind == "alert" else "OFF", retain=True)
         payload = {**event, "at": self.service.wall(float(event["time"]))}
-        self._send(f"{self.prefix}/events", json.dumps(payload, ensure_ascii=False))
+        text = json.dumps(payload, ensure_ascii=False)
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate from somewhere: escape it
+            text = json.dumps(payload)
+        self._send(f"{self.prefix}/events", text)
 
     def _announce(self) -> None:
         """``online``, discovery, and every camera's current state (all retained)."""
@@ -253,6 +315,20 @@ class MqttBridge:
 
     # -- paho callbacks (paho's network thread) ------------------------------------------
 
+    def _guarded(self, callback: Any) -> Any:
+        """``callback`` for paho: whatever it raises is counted, logged (one line per kind
+        every 10 s, the traceback at debug level) and goes no further."""
+        name = callback.__name__.lstrip("_")
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as e:
+                self.trouble.report("callback", f"{name} failed: {describe(e)}", error=e)
+
+        guarded.__name__ = name
+        return guarded
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT: the broker refused the connection: %s", reason)
@@ -277,36 +353,55 @@ class MqttBridge:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         topic = message.topic
-        payload = message.payload.decode("utf-8", "replace").strip()
-        if topic == f"{self.config.discovery_prefix}/status":
+        status = topic == f"{self.config.discovery_prefix}/status"
+        limit = STATUS_LIMIT if status else EXPECT_LIMIT
+        raw = message.payload
+        where = shown(topic, 80)
+        if len(raw) > limit:
+            self._refuse(f"{where}: a payload of {len(raw)} bytes dropped: at most {limit}")
+            return
+        try:
+            payload = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self._refuse(f"{where}: a payload that is not UTF-8 dropped: send UTF-8 text")
+            return
+        if status:
             if payload == "online":
                 self._discovery()  # Home Assistant restarted: tell it again
             return
         cam = topic[len(self.prefix) + 1 :].split("/")[0]
         camera = self.cameras.get(cam)
         if camera is None:
-            log.warning("MQTT: %s: no camera %r here", topic, cam)
+            self._refuse(f"{where}: no camera {shown(cam)} here", kind="camera")
             return
         try:
             self._expect(camera, payload)
         except (ValueError, UsageError) as e:
-            log.warning("MQTT: %s: %s", topic, e)
+            self._refuse(f"{where}: {e}", kind="expect")
+
+    def _refuse(self, message: str, kind: str = "payload") -> None:
+        """A message in that is dropped: counted as refused, logged (rate-limited)."""
+        self.trouble.report(f"refused {kind}", message)
 
     def _expect(self, camera: str, payload: str) -> None:
-        """Set or clear ``camera``'s expectation from an ``expect/set`` payload."""
+        """Set or clear ``camera``'s expectation from an ``expect/set`` payload (at most
+        :data:`EXPECT_LIMIT` bytes: the caller checks). Raises :class:`.guard.BadInput`
+        (a ``ValueError``) for a payload it refuses."""
         label: Any = payload
         order = None
         if payload.startswith(("{", "null")):
-            doc = json.loads(payload)
+            doc = parse_json(payload)
             if doc is not None and not isinstance(doc, dict):
-                raise ValueError('send a label or {"label": ..., "order": ...}')
+                raise BadInput('send a label or {"label": ..., "order": ...}')
             label = None if doc is None else doc.get("label")
             order = None if doc is None else doc.get("order")
         if label in (None, ""):
             self.service.clear_expectation(camera)
             return
+        label = check_text(label, "the label")
+        order = check_order(order)
         names = {n.casefold(): n for n in self.service.names}
-        known = names.get(str(label).casefold())
+        known = names.get(label.casefold())
         if known is None:
-            raise ValueError(f"{label!r} is not a label here: {', '.join(self.service.names)}")
-        self.service.expect(camera, known, None if order is None else str(order))
+            raise BadInput(f"{shown(label)} is not a label here: {', '.join(self.service.names)}")
+        self.service.expect(camera, known, order)

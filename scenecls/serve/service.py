@@ -87,6 +87,10 @@ class Service:
 
     ``clock()`` is the service clock: seconds since the service was created. Events,
     segments and alerts all use it; ``wall()`` turns it into UTC time.
+
+    ``credentials``: ``(user, password)`` per camera name, put into that camera's stream
+    URL only when it is opened. What the service shows or sends (status, events, alert
+    snapshots: the file name in ``snapshots``) never holds a password or a local path.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class Service:
         keep_hours: float | None = 24.0,
         regions: dict[str, Region | None] | None = None,
         data: Path | None = None,
+        credentials: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.model = model
         self.encoder_calls = EncoderCalls()
@@ -132,7 +137,8 @@ class Service:
         for name, spec in sources:
             cam = Camera(name, spec, clock=self.clock, loop=loop, image_fps=image_fps,
                          max_fps=max_fps, on_state=self._on_camera_state,
-                         rtsp_transport=rtsp_transport)  # fmt: skip
+                         rtsp_transport=rtsp_transport,
+                         credentials=(credentials or {}).get(name))  # fmt: skip
             self.states[name] = CameraState(
                 cam,
                 Smoother(config),
@@ -348,7 +354,7 @@ class Service:
         try:
             if not st.recording:
                 cam = st.camera
-                recorder.start(RunInfo(cam.spec, tuple(self.names), cam.size, cam.fps, True))
+                recorder.start(RunInfo(cam.source, tuple(self.names), cam.size, cam.fps, True))
                 st.recording = True
             image = st.overlay.draw(frame.image_bgr, pred, strip, frame.timestamp)
             recorder.on_frame(frame, pred, True, image)
@@ -390,7 +396,7 @@ class Service:
         except OSError as e:
             log.error("cannot write alert snapshot %s: %s", path, e)
             return None
-        return str(path)
+        return path.name  # in --snapshots: where that folder is stays on this machine
 
     def _publish(self, kind: str, st: CameraState, *, time: float, **data: Any) -> None:
         self.events.publish(kind, {"camera": st.camera.name, **data}, time)
@@ -526,6 +532,7 @@ class Service:
             },
             "cameras": cams,
             **({"mqtt": self.mqtt.status()} if self.mqtt is not None else {}),
+            **({"webhook": self.webhook.status()} if self.webhook is not None else {}),
         }
 
     def _camera_status(self, st: CameraState, now: float) -> dict[str, Any]:
@@ -536,7 +543,7 @@ class Service:
         label = pred.label if pred is not None else None
         return {
             "name": cam.name,
-            "source": cam.spec,
+            "source": cam.source,  # no credentials
             "status": cam.status,
             "error": cam.error,
             "label": label,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ...errors import UsageError
+from ...redact import redact_url
 from .base import FrameSource
 from .images import IMAGE_EXTENSIONS, ImageFolderSource
 from .opencv import LiveCaptureSource, VideoFileSource
@@ -29,6 +31,7 @@ __all__ = [
     "VideoFileSource",
     "open_source",
     "sample_frames",
+    "with_credentials",
 ]
 
 
@@ -55,7 +58,7 @@ def open_source(
             return open_source(spec[len("file://") :], image_fps)
         if scheme not in STREAM_SCHEMES:
             raise UsageError(
-                f"unsupported URL scheme {scheme}:// in {spec}: use one of "
+                f"unsupported URL scheme {scheme}:// in {redact_url(spec)}: use one of "
                 f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, "
                 "a file, a folder or a webcam index"
             )
@@ -69,3 +72,12 @@ def open_source(
             "index or a stream URL"
         )
     return VideoFileSource(path)
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (a stream URL without a login) with ``user`` and ``password`` as its user
+    information, percent-encoded (FFmpeg decodes them: a password may hold ``@``, ``/``
+    or ``:``). Only the code that opens a camera calls it; the result is never shown."""
+    parts = urlsplit(url)
+    login = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{login}@{parts.netloc}"))

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ...errors import InputError, UsageError
+from ...redact import redact_url
 from ...types import Frame
 from .base import FrameSource
 
@@ -203,6 +204,9 @@ class LiveCaptureSource(_CaptureSource):
     to ``reconnect_timeout`` seconds (0: never); then :class:`InputError` says so. The
     first frame after a reconnect carries the lost time in ``Frame.gap_before``, and
     ``gaps`` lists every (lost at, back at) pair in stream seconds.
+
+    ``name`` (and every message and log line) shows a URL without its credentials
+    (:func:`~scenecls.redact.redact_url`); only the capture sees ``target`` whole.
     """
 
     live = True
@@ -212,7 +216,7 @@ class LiveCaptureSource(_CaptureSource):
     def __init__(
         self, target: int | str, reconnect_timeout: float = 30.0, rtsp_transport: str | None = None
     ) -> None:
-        super().__init__(str(target))
+        super().__init__(redact_url(str(target)))
         if reconnect_timeout < 0:
             raise UsageError(f"--reconnect-timeout must be 0 or more, not {reconnect_timeout}")
         if rtsp_transport not in (None, *RTSP_TRANSPORTS):
@@ -232,7 +236,7 @@ class LiveCaptureSource(_CaptureSource):
 
     @property
     def _what(self) -> str:
-        return f"webcam {self.target}" if isinstance(self.target, int) else f"stream {self.target}"
+        return f"webcam {self.target}" if isinstance(self.target, int) else f"stream {self.name}"
 
     def _capture(self) -> cv2.VideoCapture:
         if isinstance(self.target, int):

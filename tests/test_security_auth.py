@@ -186,7 +186,7 @@ def test_a_long_guessing_attack_is_logged_every_ten_minutes_not_per_try(
                 access.wrong_try("10.0.0.7", "an Authorization header")
             now[0] += 1
     assert checked <= MAX_FAILURES * (1300 / FAILURE_WINDOW + 1)  # 5 a minute, not 1300
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records if "10.0.0.7" in r.getMessage()]
     assert len(lines) == 4, lines  # the first, the lock-out, then once per 10 minutes
     assert "keeps trying" in lines[2] and "tries refused" in lines[3]
 

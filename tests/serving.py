@@ -3,6 +3,7 @@ talk to it over HTTP, and receive its webhook posts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,28 @@ class ServeProcess:
 
     def camera(self, name: str) -> dict[str, Any]:
         return next(c for c in self.status()["cameras"] if c["name"] == name)
+
+
+@contextlib.contextmanager
+def red_circle_service(
+    folder: Path, model: Path, labels: str, token: str, *more: str
+) -> Iterator[ServeProcess]:
+    """``scenecls serve`` with ``--token`` on one camera, ``pass``, looping 30 s of a red
+    circle, once it has labelled a frame; stopped on the way out."""
+    video = folder / "pass.mp4"
+    import synthetic_shapes  # scripts/ is on the path (conftest)
+
+    synthetic_shapes.make_video(video, [("red circle", 0, 30)], fps=10)
+    s = ServeProcess(
+        [str(video), "--name", "pass", "--model", str(model), "--labels", labels, "--loop",
+         "--token", token, *more],
+        home=folder / "home",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: s.camera("pass")["label"] is not None)
+        yield s
+    finally:
+        s.stop()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:

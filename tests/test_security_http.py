@@ -40,7 +40,7 @@ from scenecls.serve.connections import (
 )
 from scenecls.serve.hosts import HostPolicy, allowed_host, host_name
 
-from .serving import ServeProcess, wait_for
+from .serving import ServeProcess, red_circle_service, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
@@ -169,18 +169,8 @@ class Watched:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     folder = tmp_path_factory.mktemp("hostile")
-    video = folder / "pass.mp4"
-    synthetic_shapes.make_video(video, [("red circle", 0, 30)], fps=10)
-    s = ServeProcess(
-        [str(video), "--name", "pass", "--model", str(MODEL), "--labels", LABELS, "--loop",
-         "--token", TOKEN, "--allowed-host", PROXY_NAME],
-        home=folder / "home",
-    )  # fmt: skip
-    try:
-        wait_for(lambda: s.camera("pass")["label"] is not None)
+    with red_circle_service(folder, MODEL, LABELS, TOKEN, "--allowed-host", PROXY_NAME) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import synthetic_shapes  # scripts/ is on the path (conftest)
 
 from scenecls.serve.access import COOKIE, MAX_FAILURES, SESSION_SECONDS, Access, safe_next
 
-from .serving import ServeProcess, wait_for
+from .serving import ServeProcess, red_circle_service
 
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
 LABELS = ",".join(synthetic_shapes.CLASSES)
@@ -76,19 +76,8 @@ def fetch(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    folder = tmp_path_factory.mktemp("access")
-    video = folder / "pass.mp4"
-    synthetic_shapes.make_video(video, [("red circle", 0, 30)], fps=10)
-    s = ServeProcess(
-        [str(video), "--name", "pass", "--model", str(MODEL), "--labels", LABELS, "--loop",
-         "--token", TOKEN],
-        home=folder / "home",
-    )  # fmt: skip
-    try:
-        wait_for(lambda: s.camera("pass")["label"] is not None)
+    with red_circle_service(tmp_path_factory.mktemp("access"), MODEL, LABELS, TOKEN) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _body(method: str, path: str) -> bytes | None:

@@ -334,9 +334,20 @@ class TaughtScorer:
     def score_blends(
         self, anchors: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`TextScorer.score_blends`: each anchor is scored once and frames that
+        reuse it copy its scores; only frames between two anchors are mixed (``mix_rows``)
+        and scored. Rows are scored independently, so a run and ``relabel`` agree."""
         a = np.asarray(anchors, np.float32)
-        rows = mix_rows(a[left], a[right], weight)
-        return self.score_rows(rows)
+        left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        used = np.unique(left)
+        sims_a, probs_a = self.score_rows(a[used])
+        at = np.searchsorted(used, left)
+        sims, probs = sims_a[at], probs_a[at]
+        blend = np.flatnonzero(left != right)
+        if len(blend):
+            rows = mix_rows(a[left[blend]], a[right[blend]], np.asarray(weight)[blend])
+            sims[blend], probs[blend] = self.score_rows(rows)
+        return sims, probs
 
 
 Scorer = TextScorer | TaughtScorer

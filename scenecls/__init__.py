@@ -11,8 +11,8 @@ Public API::
     sinks = [scenecls.JsonlSink("frames.jsonl"), scenecls.SegmentsSink("segments.csv")]
     stats = scenecls.Pipeline(model, "room,park,warehouse", source, sinks).run()
 
-    sinks.append(scenecls.EmbeddingsSink("video.embeddings.npz"))  # for search, relabel
-    stored = scenecls.open_embeddings("video.embeddings.npz")  # rows memory-mapped
+    sinks.append(scenecls.EmbeddingsSink("video.embeddings"))  # a store folder, for search
+    stored = scenecls.open_embeddings("video.embeddings")  # rows memory-mapped (.npz too)
 
     taught = scenecls.teach("examples/", model)  # examples/<label>/*.jpg
     print(taught.report["cross_validation"]["accuracy"])  # before use

@@ -6,17 +6,19 @@
 Measures, on this machine:
 
 - search: one query over ``--rows`` stored 512-d float16 embeddings (in ``--files``
-  files, memory mapped), the time of :func:`scenecls.archive.moments.search` (the query's text
+  stores, memory mapped), the time of :func:`scenecls.archive.moments.search` (the query's text
   encoding is not part of it), median of ``--queries``; with one file, the top moments
   are checked against a brute-force float32 scan, and the first against the best row;
 - relabel: ``--hours`` of 30 frames-per-second video stored as a gated run stores it
   (a row per encoded frame, 13.8 % of frames as measured by ``scenecls bench`` on the
   sample videos, the frames between interpolated), relabelled into segments, captions
-  and per-frame JSON Lines with three labels; and the file's size on disk;
+  and per-frame JSON Lines with three labels; and the store's size on disk;
 - float16 storage: the cosine between stored float16 rows and their float32 originals.
 
 The vectors are random unit vectors (rows: independent; the hour: a slow random walk,
-so labels change now and then); speed does not depend on what they mean.
+so labels change now and then); speed does not depend on what they mean. The stores are
+written as a run writes them (:class:`~scenecls.model.store_writer.StoreWriter`, store
+folders of format 2), a block of frames at a time.
 """
 
 from __future__ import annotations
@@ -36,12 +38,8 @@ from scenecls.archive.job import make_sinks
 from scenecls.archive.moments import file_moments, search
 from scenecls.archive.relabel import replay
 from scenecls.archive.stored import StoredVideo
-from scenecls.model.embeddings_store import (
-    FRAME_DTYPE,
-    open_embeddings,
-    read_meta,
-    write_embeddings,
-)
+from scenecls.model.embeddings_store import FRAME_DTYPE, open_embeddings, read_meta
+from scenecls.model.store_writer import StoreWriter
 from scenecls.model.taught import TextScorer
 from scenecls.video.smoothing import SmoothingConfig
 
@@ -56,26 +54,46 @@ def unit(rows: np.ndarray) -> np.ndarray:
 def random_rows(n: int, rng: np.random.Generator, chunk: int = 65536):
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        yield unit(rng.standard_normal((m, DIM), dtype=np.float32)).astype(np.float16)
+        yield unit(rng.standard_normal((m, DIM), dtype=np.float32))
+
+
+def folder_mb(path: Path) -> float:
+    """The size of the store folder at ``path`` (MiB)."""
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
+
+
+def write_store(
+    path: Path, meta: dict, rows, frames: np.ndarray, end: float, chunk: int = 65536
+) -> None:
+    """Write ``rows`` (an ``(R, D)`` array, or blocks of it in order) and the analysed
+    ``frames`` (FRAME_DTYPE, time order) into a store at ``path``, a block of frames at a
+    time, each block with the rows it points at, as a run adds them."""
+    writer = StoreWriter(path, meta, DIM, "float16", flush_seconds=10.0)
+    blocks = iter([rows] if isinstance(rows, np.ndarray) else rows)
+    pending = np.zeros((0, DIM), np.float32)
+    added = 0
+    row_times = frames["time"][frames["encoded"]]
+    for start in range(0, len(frames), chunk):
+        records = frames[start : start + chunk]
+        need = int(max(records["left"].max(), records["right"].max())) + 1 - added
+        while len(pending) < need:
+            pending = np.concatenate([pending, next(blocks)])
+        writer.add(pending[:need], records, row_times[added : added + need])
+        pending, added = pending[need:], added + need
+    writer.close(end)
 
 
 def store_of_rows(path: Path, rows: int, seed: int = 0) -> None:
-    """A file of ``rows`` encoded frames, 1 s apart, each its own frame."""
+    """A store of ``rows`` encoded frames, 1 s apart, each its own frame."""
     rng = np.random.default_rng(seed)
     frames = np.zeros(rows, FRAME_DTYPE)
     frames["index"] = np.arange(rows)
     frames["time"] = np.arange(rows, dtype=np.float64)
     frames["left"] = frames["right"] = np.arange(rows)
     frames["encoded"] = True
-    times = frames["time"].copy()
-    spans = np.stack([times, times + 1.0], axis=1)
-    meta = {"format": "scenecls-embeddings", "version": 1, "model": "synthetic",
-            "model_fingerprint": "synthetic", "embed_dim": DIM, "source": path.name,
-            "input": None, "end": float(rows), "dtype": "float16"}  # fmt: skip
-    write_embeddings(
-        path, meta, random_rows(rows, rng), rows, DIM, "float16", times, spans, frames,
-        np.zeros((0, 2)),
-    )  # fmt: skip
+    meta = {"model": "synthetic", "model_fingerprint": "synthetic", "source": path.name,
+            "input": None}  # fmt: skip
+    write_store(path, meta, random_rows(rows, rng), frames, float(rows))
 
 
 def brute_force_moments(store, query: np.ndarray, top: int, spread: float, gap: float):
@@ -87,7 +105,7 @@ def brute_force_moments(store, query: np.ndarray, top: int, spread: float, gap: 
 
 
 def bench_search(folder: Path, rows: int, files: int, queries: int, verify: bool) -> dict:
-    paths = [folder / f"rows{i}.embeddings.npz" for i in range(files)]
+    paths = [folder / f"rows{i}.embeddings" for i in range(files)]
     t0 = time.perf_counter()
     for i, path in enumerate(paths):
         store_of_rows(path, rows // files, seed=i)
@@ -110,7 +128,7 @@ def bench_search(folder: Path, rows: int, files: int, queries: int, verify: bool
     return {
         "rows": rows,
         "files": files,
-        "file_mb": round(sum(p.stat().st_size for p in paths) / 2**20, 1),
+        "file_mb": round(sum(folder_mb(p) for p in paths), 1),
         "write_s": round(written, 2),
         "query_s_median": round(statistics.median(seconds), 4),
         "query_s_all": [round(s, 4) for s in seconds],
@@ -119,7 +137,7 @@ def bench_search(folder: Path, rows: int, files: int, queries: int, verify: bool
 
 
 def hour_store(path: Path, hours: float, seed: int = 2) -> tuple[int, int]:
-    """A gated run's file of ``hours`` of 30 fps video: encoded frames spaced so that
+    """A gated run's store of ``hours`` of 30 fps video: encoded frames spaced so that
     13.8 % are encoded, the frames between interpolated as the look-ahead gate does."""
     rng = np.random.default_rng(seed)
     n = int(hours * 3600 * 30)
@@ -130,7 +148,7 @@ def hour_store(path: Path, hours: float, seed: int = 2) -> tuple[int, int]:
     rows = len(encoded_at)
     walk = np.cumsum(rng.standard_normal((rows, DIM), dtype=np.float32) * 0.02, axis=0)
     base = unit(rng.standard_normal((1, DIM), dtype=np.float32))
-    emb = unit(base + walk).astype(np.float16)
+    emb = unit(base + walk)
     frames = np.zeros(n, FRAME_DTYPE)
     frames["index"] = np.arange(n)
     frames["time"] = np.arange(n) / 30.0
@@ -142,23 +160,14 @@ def hour_store(path: Path, hours: float, seed: int = 2) -> tuple[int, int]:
     frames["right"][own] = frames["left"][own]
     k = np.arange(n) - encoded_at[row_of]
     frames["weight"] = np.where(own, 0.0, k / step)
-    times = frames["time"][own]
-    owner = np.where(frames["weight"] < 0.5, frames["left"], frames["right"])
-    spans = np.zeros((rows, 2))
-    spans[:, 0], spans[:, 1] = np.inf, -np.inf
-    ends = np.append(frames["time"][1:], n / 30.0)
-    np.minimum.at(spans[:, 0], owner, frames["time"])
-    np.maximum.at(spans[:, 1], owner, ends)
-    meta = {"format": "scenecls-embeddings", "version": 1, "model": "synthetic",
-            "model_fingerprint": "synthetic", "embed_dim": DIM, "source": "hour.mp4",
-            "input": None, "end": n / 30.0, "dtype": "float16", "fps": 30.0,
-            "size": [1920, 1080], "live": False}  # fmt: skip
-    write_embeddings(path, meta, emb, rows, DIM, "float16", times, spans, frames, np.zeros((0, 2)))
+    meta = {"model": "synthetic", "model_fingerprint": "synthetic", "source": "hour.mp4",
+            "input": None, "fps": 30.0, "size": [1920, 1080], "live": False}  # fmt: skip
+    write_store(path, meta, emb, frames, n / 30.0)
     return n, rows
 
 
 def bench_relabel(folder: Path, hours: float) -> dict:
-    path = folder / "hour.mp4.embeddings.npz"
+    path = folder / "hour.mp4.embeddings"
     frames, rows = hour_store(path, hours)
     store = open_embeddings(path)
     rng = np.random.default_rng(3)
@@ -177,7 +186,7 @@ def bench_relabel(folder: Path, hours: float) -> dict:
         "hours": hours,
         "frames": frames,
         "rows": rows,
-        "file_mb": round(path.stat().st_size / 2**20, 2),
+        "file_mb": round(folder_mb(path), 2),
         "relabel": out,
     }
 

@@ -6,7 +6,7 @@ float16, relabelled, and compared with the run.
 
 Annotates the videos (default ``../shared/media``) once with JSONL, segments and float32
 embeddings, then for each video: the cosine between every stored row and its float16
-rounding; and ``scenecls relabel`` from the float32 file and from a float16 copy of it,
+rounding; and ``scenecls relabel`` from the float32 store and from a float16 copy of it,
 compared with the run's own JSONL and segments (labels, segment boundaries, largest
 probability difference). With float32 the relabelled files must be byte-identical.
 """
@@ -22,16 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from scenecls.cli import main as scenecls
-from scenecls.model.embeddings_store import open_embeddings, write_embeddings
+from scenecls.model.embeddings_store import open_embeddings
+from scenecls.model.store_writer import StoreWriter
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def as_float16(src: Path, dst: Path) -> None:
+    """A copy of the store ``src`` at ``dst`` with its rows stored as float16."""
     s = open_embeddings(src)
-    meta = dict(s.meta, dtype="float16")
-    write_embeddings(dst, meta, np.asarray(s.embeddings), s.rows, s.embeddings.shape[1],
-                     "float16", s.times, s.spans, s.frames, s.gaps)  # fmt: skip
+    meta = {k: v for k, v in s.meta.items() if k not in ("complete", "rows", "frames")}
+    w = StoreWriter(dst, meta, s.embeddings.shape[1], "float16")
+    w.add(np.asarray(s.embeddings, np.float32), s.frames, s.times)
+    for lost, resumed in s.gaps:
+        w.add_gap(float(lost), float(resumed))
+    w.close(s.end)
+    copy = open_embeddings(dst)
+    if not np.array_equal(copy.spans, s.spans) or not np.array_equal(copy.frames, s.frames):
+        raise SystemExit(f"{dst}: the float16 copy of {src} has other spans or frames")
 
 
 def lines(path: Path) -> list[dict]:

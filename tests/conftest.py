@@ -6,8 +6,10 @@ Everything heavy is built once per session into a temporary folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,36 @@ def real_frames() -> list:  # type: ignore[type-arg]
     from scenecls.video.sources import sample_frames
 
     return [f for v in VIDEOS for f in sample_frames(v, 3)]
+
+
+class LogLines(logging.Handler):
+    """The ``scenecls`` logger's records (whatever the CLI did to its propagation):
+    ``records``, their messages as ``lines``, and :meth:`having`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def having(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+
+@pytest.fixture
+def scenecls_log() -> Iterator[LogLines]:
+    """What the ``scenecls`` logger says during the test, from INFO on."""
+    logger = logging.getLogger("scenecls")
+    handler, level = LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

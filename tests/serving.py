@@ -74,8 +74,18 @@ class ServeProcess:
         """(status, parsed JSON or text) of one request; 4xx/5xx do not raise.
         ``token``: sent as a bearer token (None: the server's own; "": none)."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        status, got, payload = self.raw(method, path, data, token, sent)
+        if "json" in got.get("Content-Type", ""):
+            return status, json.loads(payload)
+        return status, payload.decode("utf-8", "replace")
+
+    def raw(
+        self, method: str, path: str, data: bytes | None = None, token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """(status, response headers, body bytes) of one request, as :meth:`request`."""
         req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
         token = self.token if token is None else token
         if token:
             req.add_header("Authorization", f"Bearer {token}")
@@ -83,12 +93,9 @@ class ServeProcess:
             req.add_header(key, value)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
-                status, payload, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+                return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
-            status, payload, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
-        if "json" in ctype:
-            return status, json.loads(payload)
-        return status, payload.decode("utf-8", "replace")
+            return e.code, dict(e.headers), e.read()
 
     def status(self) -> dict[str, Any]:
         code, body = self.request("GET", "/api/status")

@@ -105,9 +105,11 @@ def video_frames(path: Path) -> int:
 
 
 def check_embeddings(path: Path, entry: dict) -> None:
-    """A complete embeddings file of the video of manifest ``entry``: a row per encoded
-    frame, a record per analysed frame, spans that cover the video."""
+    """A complete embeddings store (a folder) of the video of manifest ``entry``: a row
+    per encoded frame, a record per analysed frame, spans that cover the video."""
+    assert path.is_dir() and (path / "meta.json").is_file()
     store = open_embeddings(path)
+    assert store.meta["version"] == 2 and store.meta["complete"] and not store.notes
     assert store.meta["input"] == entry["input"] and store.end == pytest.approx(entry["duration"])
     assert store.rows == entry["encoded"] and len(store.frames) == entry["analysed"]
     assert store.embeddings.dtype == np.float16
@@ -243,6 +245,7 @@ def test_changed_labels_and_outputs_redo_every_video(
     assert doc["labels"] == labels.split(",")
     # outputs no longer asked for are removed with the old annotation
     assert not list(out.rglob("*.srt")) and not list(out.rglob("*.annotated.mp4"))
+    assert not list(out.rglob("*.embeddings")) and not list(out.rglob("embeddings.npy"))
 
 
 def _start(archive: Path, out: Path, *extra: str) -> subprocess.Popen:  # type: ignore[type-arg]

@@ -183,7 +183,7 @@ def test_outputs_option() -> None:
     assert parse_outputs("all") == (
         "jsonl", "segments", "csv", "srt", "vtt", "video", "embeddings"
     )  # fmt: skip
-    assert output_name("clip.mp4", "embeddings") == "clip.mp4.embeddings.npz"
+    assert output_name("clip.mp4", "embeddings") == "clip.mp4.embeddings"  # a store folder
     with pytest.raises(UsageError, match="choose from"):
         parse_outputs("jsonl,mp3")
     assert output_name("clip.mp4", "segments") == "clip.mp4.segments.json"

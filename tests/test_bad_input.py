@@ -168,7 +168,7 @@ def test_a_region_outside_the_frame_is_one_line_exit_2_and_nothing_written(
     out = tmp_path / "out"
     out.mkdir()
     code = _run(tiny_bundle, src, f"--region={region}", "--jsonl", str(out / "o.jsonl"),
-                "--segments", str(out / "o.json"), "--embeddings", str(out / "o.npz"),
+                "--segments", str(out / "o.json"), "--embeddings", str(out / "o.embeddings"),
                 "--out", str(out / "o.mp4"))  # fmt: skip
     err = capfd.readouterr().err
     assert code == 2, err

@@ -1,10 +1,13 @@
 """Fuzzing the kitchen service's HTTP API: whatever a client sends (any JSON or bytes,
 any content type, query, camera name, token or Last-Event-ID), the reply is a 2xx or a
-4xx whose body is ``{"error": "one line"}``; never a 5xx, never a hung request, and
-the service keeps answering.
+4xx whose body is ``{"error": "one line"}``; never a 5xx, never a hung request, no
+traceback in the service's log, and the service keeps answering. The history routes
+(issue 25) too: any time, ``top``, query text, picture body, recording name or
+``Range`` (a recording answers 200, 206 or 416).
 
-One Service (the trained fixture model, one camera on a short looped synthetic clip)
-serves two apps, with and without a token, on an event loop in a thread. The runner is
+One Service (the trained fixture model, one camera on a short looped synthetic clip,
+a data folder: history and 6-second recordings) serves two apps, with and without a
+token, on an event loop in a thread. The runner is
 configured as ``scenecls serve`` configures it (handlers are not cancelled when the
 client goes away), not as aiohttp's TestServer defaults. Hypothesis runs derandomized and
 without an example database, so CI sees the same examples every run.
@@ -14,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import threading
 import time
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import cv2
+import numpy as np
 import pytest
 import synthetic_shapes  # scripts/ is on the path (conftest)
 from aiohttp import web
@@ -33,6 +40,7 @@ from scenecls.model.labels import resolve_labels
 from scenecls.model.scene_model import load_model
 from scenecls.serve.app import ACCESS, create_app
 from scenecls.serve.service import Service
+from scenecls.utc import parse_utc, utc_iso
 
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
 CAMERA = "pass"
@@ -63,6 +71,7 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Api:
@@ -133,21 +142,42 @@ class Api:
                     body = b"" if method == "HEAD" else await resp.content.readany()
                 else:
                     body = await resp.read()
-                return Reply(method, resp.status, resp.content_type, body)
+                return Reply(method, resp.status, resp.content_type, body, dict(resp.headers))
             finally:
                 resp.close()
 
         return self.run(asyncio.wait_for(go(), TIMEOUT))
 
 
+class _Failures(logging.Handler):
+    """Log records that carry a traceback, or say a request failed, from any logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info or "Traceback" in text or "failed" in text:
+            self.records.append(record)
+
+
+FAILURES = _Failures()
+
+
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    video = tmp_path_factory.mktemp("fuzz-api") / "pass.mp4"
+    folder = tmp_path_factory.mktemp("fuzz-api")
+    video = folder / "pass.mp4"
     synthetic_shapes.make_video(video, [("red circle", 0, 2), ("blue ring", 2, 4)], fps=10)
     model = load_model(MODEL, device="cpu", precision="fp32")
     labels = resolve_labels(",".join(synthetic_shapes.CLASSES))
-    service = Service(model, labels, [(CAMERA, str(video))], loop=True, alert_after=0.5)
+    service = Service(
+        model, labels, [(CAMERA, str(video))], loop=True, alert_after=0.5,
+        data=folder / "data", flush_seconds=1, segment_minutes=0.1,
+    )  # fmt: skip
     api = Api(service)
+    logging.getLogger().addHandler(FAILURES)
     try:
         api.run(api.start())
         service.start()
@@ -157,6 +187,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             time.sleep(0.05)
         yield api
     finally:
+        logging.getLogger().removeHandler(FAILURES)
         api.shutdown()
 
 
@@ -510,3 +541,312 @@ def test_found_by_fuzzing_api(
     reply = api.request(method, path, data=body, headers=headers)
     check(api, reply)
     assert reply.status == status
+
+
+# -- the history (issue 25) -------------------------------------------------------------
+
+HOSTILE_TIMES = [
+    "",
+    "yesterday",
+    "12:31",
+    "2026-13-01T00:00:00Z",
+    "2026-02-30T00:00:00Z",
+    "2026-12-02T25:00:00Z",
+    "2026-12-02T12:31:00+24:00",
+    "2026-12-02T12:31:00ZZ",
+    "2026-12-02T12:31:00.1234567890123Z",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:00:00-05:00",  # after year 9999 in UTC
+    "1e400",
+    "-inf",
+    "nan",
+    "\u0662\u0660\u0662\u0666-12-02",  # Arabic-Indic digits
+    "2026-12-02T12:31:00\u00a0Z",
+    "9" * 5000,
+]
+times = st.one_of(
+    st.sampled_from(HOSTILE_TIMES),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.text(max_size=30),
+)
+tops = st.one_of(
+    st.integers(-5, 150).map(str),
+    st.sampled_from(["", "1e3", "10.0", "0x10", "\u0661", "99999999999999999999999", " 5"]),
+    st.text(max_size=6),
+)
+history_cameras = st.one_of(st.just(CAMERA), st.just(CAMERA), st.none(), camera_names)
+
+
+def history_query(draw: st.DrawFn, keys: list[str], extra: dict[str, Any]) -> str:
+    """A query string of some of ``keys`` (hostile values) plus ``extra``."""
+    pairs: list[tuple[str, str]] = []
+    for key in keys:
+        if draw(st.booleans()):
+            value = draw(times if key in ("since", "until", "at", "time") else tops)
+            pairs.append((key, value))
+    for key, value in extra.items():
+        if value is not None:
+            pairs.append((key, value))
+    return urlencode(pairs, quote_via=quote)
+
+
+@st.composite
+def history_requests(draw: st.DrawFn) -> str:
+    route = draw(st.sampled_from(["/api/history", "/api/recordings", "/api/thumbnail"]))
+    keys = ["since", "until"] if route != "/api/thumbnail" else ["time"]
+    query = history_query(draw, keys, {"camera": draw(history_cameras)})
+    return f"{route}?{query}"
+
+
+@st.composite
+def search_requests(draw: st.DrawFn) -> str:
+    extra: dict[str, Any] = {"camera": draw(st.none() | st.none() | history_cameras)}
+    kind = draw(st.sampled_from(["q", "like", "both", "none"]))
+    if kind in ("q", "both"):
+        extra["q"] = draw(
+            st.sampled_from(["red circle", "", "   ", "x" * 201, "a\u0000b", "\u202e", "\ud7ff"])
+            | st.text(max_size=40)
+        )
+    if kind in ("like", "both"):
+        extra["like"] = draw(st.just(CAMERA) | camera_names)
+    return "/api/search?" + history_query(draw, ["since", "until", "top", "at"], extra)
+
+
+@FUZZ
+@given(path=history_requests(), secured=st.booleans())
+def test_history_routes_any_query(api: Api, path: str, secured: bool) -> None:
+    reply = api.request("GET", path, secured=secured)
+    check(api, reply)
+    if reply.status == 200 and path.startswith("/api/history"):
+        doc = json.loads(reply.body)
+        assert doc["camera"] == CAMERA and isinstance(doc["labels"], list)
+
+
+@settings(FUZZ, max_examples=120)
+@given(path=search_requests())
+def test_search_any_query(api: Api, path: str) -> None:
+    reply = api.request("GET", path)
+    check(api, reply)
+    if reply.status == 200:
+        doc = json.loads(reply.body)
+        assert len(doc["moments"]) <= 100 and doc["rows"] >= 0
+
+
+def _picture(ext: str, size: tuple[int, int] = (48, 64)) -> bytes:
+    image = synthetic_shapes.make_image("red circle", np.random.default_rng(3), size=size)
+    return cv2.imencode(ext, image)[1].tobytes()
+
+
+PNG = _picture(".png")
+JPEG = _picture(".jpg")
+# headers that promise more pixels than the service takes (the data is not there)
+HUGE_PNG = PNG[:16] + (60000).to_bytes(4, "big") * 2 + PNG[24:]
+_SOF = JPEG.index(b"\xff\xc0")
+HUGE_JPEG = JPEG[: _SOF + 5] + (65000).to_bytes(2, "big") * 2 + JPEG[_SOF + 9 :]
+picture_bodies = st.one_of(
+    st.sampled_from(
+        [
+            PNG,
+            JPEG,
+            PNG[:40],  # cut
+            JPEG[:300],
+            HUGE_PNG,
+            HUGE_JPEG,
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff",
+            b"\xff\xd8" + b"\xff\x01" * 2000,  # markers without a frame
+            b"GIF89a" + b"\x00" * 40,
+            b"",
+            b'{"q": "red circle"}',
+            PNG + b"\x00" * 1000,
+        ]
+    ),
+    st.binary(max_size=200),
+    st.binary(max_size=60).map(lambda b: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b),
+    st.binary(max_size=60).map(lambda b: b"\xff\xd8" + b),
+)
+PICTURE_TYPES = ["image/png", "image/jpeg", "image/jpeg; q=1", "IMAGE/PNG", "image/gif",
+                 "image/svg+xml", "text/plain", "application/json",
+                 "multipart/form-data; boundary=x", "application/octet-stream"]  # fmt: skip
+picture_types = st.one_of(st.sampled_from(PICTURE_TYPES), content_types)
+
+
+@settings(FUZZ, max_examples=120)
+@given(
+    body=picture_bodies,
+    content_type=picture_types,
+    query=st.sampled_from(["", "top=1", "top=0", "camera=oven", "since=noon", "camera=pass"]),
+    origin=origins,
+    auth=auths,
+)
+def test_search_any_picture(
+    api: Api, body: bytes, content_type: str | None, query: str,
+    origin: dict[str, str] | None, auth: str | None,
+) -> None:  # fmt: skip
+    headers = {**with_headers(content_type, auth), **(origin or {})}
+    reply = api.request("POST", f"/api/search?{query}", token=False, data=body, headers=headers)
+    check(api, reply)
+    if reply.status == 200:
+        assert json.loads(reply.body)["query"] == "like the picture"
+
+
+def recordings(api: Api) -> list[dict[str, Any]]:
+    """The service's closed recordings, once there is one (6-second files)."""
+    deadline = time.monotonic() + 30
+    while True:
+        reply = api.request("GET", "/api/recordings")
+        listed = json.loads(reply.body)["recordings"]
+        if listed:
+            return listed
+        assert time.monotonic() < deadline, "no recording closed in 30 s"
+        time.sleep(0.2)
+
+
+RECORDING_NAMES = ["..", ".", "../pass.mp4", "..%2F..%2Fetc%2Fpasswd", "%2e%2e",
+                   "pass-20200101-000000.webm", "pass-20200101-000000.webm\x00.txt",
+                   ".pass-20200101-000000.partial.webm", "oven-20200101-000000.webm",
+                   "pass-20209999-000000.webm", "session-secret", "pass-" + "9" * 300 + ".webm",
+                   "pass-20200101-000000.webm/", "\\..\\x", "%"]  # fmt: skip
+recording_names = st.one_of(st.sampled_from(RECORDING_NAMES), st.text(max_size=30))
+
+
+@FUZZ
+@given(name=recording_names, method=st.sampled_from(["GET", "HEAD"]), secured=st.booleans())
+def test_recordings_any_name(api: Api, name: str, method: str, secured: bool) -> None:
+    path = "/recordings/" + quote(name, safe="%" if name.startswith("..%") else "")
+    reply = api.request(method, path, secured=secured)
+    check(api, reply)
+    if reply.status == 200 and name not in (".", ".."):  # (those the client makes "/")
+        assert reply.content_type.startswith("video/"), reply
+
+
+RANGES = ["bytes=0-0", "bytes=0-", "bytes=-1", "bytes=-0", "bytes=999999999-", "bytes=5-1",
+          "bytes=0-0,5-10", "bytes=0-1," * 500 + "2-3", "bytes=-", "bytes=", "bytes=abc",
+          "bytes=0-99999999999999999999999999", "bytes=-99999999999999999999", "items=0-1",
+          "bytes = 1-2", "BYTES=1-2", "bytes=1-2 ", "bytes=\u0661-\u0662", "bytes=+1-2",
+          "bytes=1.5-2", "bytes=-1-2"]  # fmt: skip
+ranges = st.one_of(
+    st.sampled_from(RANGES),
+    st.tuples(st.integers(-10, 10**12), st.integers(-10, 10**12)).map(
+        lambda ab: f"bytes={ab[0]}-{ab[1]}"
+    ),
+    header_text.map("bytes=".__add__),
+    header_text,
+)
+if_ranges = st.one_of(
+    st.none(),
+    st.sampled_from(["Wed, 21 Oct 2015 07:28:00 GMT", "garbage", '"etag"', "Thu, 01 Jan 9999"]),
+)
+
+
+def _content_range(reply: Reply) -> tuple[int, int, int]:
+    m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", reply.headers.get("Content-Range", ""))
+    assert m, reply.headers
+    first, last, size = (int(g) for g in m.groups())
+    return first, last, size
+
+
+@settings(FUZZ, max_examples=150)
+@given(rng=ranges, if_range=if_ranges, method=st.sampled_from(["GET", "HEAD"]))
+def test_recordings_any_range(api: Api, rng: str, if_range: str | None, method: str) -> None:
+    """A recording answers 200 (the whole file), 206 (the part asked for, exactly) or
+    416; never a 5xx."""
+    rec = recordings(api)[0]
+    whole = (api.service.record / rec["name"]).read_bytes()  # type: ignore[operator]
+    headers = {"Range": rng, **({"If-Range": if_range} if if_range else {})}
+    reply = api.request(method, rec["url"], headers=headers)
+    assert reply.status in (200, 206, 416), reply
+    if reply.status == 416:
+        assert reply.headers.get("Content-Range") == f"bytes */{len(whole)}"
+    elif method == "GET" and reply.status == 206:
+        first, last, size = _content_range(reply)
+        assert size == len(whole) and reply.body == whole[first : last + 1]
+    elif method == "GET":
+        assert reply.body == whole
+    api.forget_tries()
+    assert api.request("GET", "/api/status").status == 200
+
+
+PNG_TYPE = {"Content-Type": "image/png"}
+
+
+async def _chunks(size: int, piece: int = 2**20) -> AsyncIterator[bytes]:
+    for _ in range(0, size, piece):
+        yield b"\xff" * piece
+
+
+@pytest.mark.parametrize(
+    "method, path, body, headers, status",
+    [
+        ("GET", "/api/history?camera=pass&until=9999-12-31T23:00:00-05:00", None, {}, 400),
+        ("GET", "/api/history?camera=pass&since=0001-01-01T00:00:00%2B01:00", None, {}, 400),
+        ("GET", "/api/thumbnail?camera=pass&time=9999-12-31T23:00:00-05:00", None, {}, 400),
+        ("GET", "/api/search?q=red&since=0001-01-01T00:00:00%2B01:00", None, {}, (200, 400)),
+        ("GET", "/api/search?like=pass&at=9999-12-31T23:00:00-05:00", None, {}, (200, 400)),
+        ("GET", "/api/history?camera=pass&since=1e400", None, {}, 400),
+        ("GET", "/api/search?q=red&top=99999999999999999999999", None, {}, 400),
+        ("GET", "/api/search?q=red&top=-1", None, {}, 400),
+        ("GET", "/recordings/..%2F..%2Fetc%2Fpasswd", None, {}, 404),
+        ("GET", "/recordings/..%2Fdata%2Fsession-secret", None, {}, 404),
+        ("POST", "/api/search", PNG, {"Content-Type": "text/plain"}, 415),
+        ("POST", "/api/search", b"not a picture", {"Content-Type": "image/png"}, 400),
+        ("POST", "/api/search", HUGE_PNG, {"Content-Type": "image/png"}, 400),
+        ("POST", "/api/search", HUGE_JPEG, {"Content-Type": "image/jpeg"}, 400),
+        ("POST", "/api/search", b"\x00" * (9 * 2**20), {"Content-Type": "image/png"}, 413),
+        ("POST", "/api/search", "chunked", {"Content-Type": "image/jpeg"}, 413),
+        ("POST", "/api/search", PNG, {**PNG_TYPE, "Origin": "http://evil.example"}, 403),
+        ("POST", "/api/search", PNG, {**PNG_TYPE, "Sec-Fetch-Site": "cross-site"}, 403),
+    ],
+)  # fmt: skip
+def test_found_by_fuzzing_history(
+    api: Api, method: str, path: str, body: Any, headers: dict[str, str],
+    status: int | tuple[int, ...],
+) -> None:  # fmt: skip
+    """(Times that are years 1..9999 where they are, but not in UTC, were a 500.)"""
+    data = _chunks(9 * 2**20) if body == "chunked" else body
+    reply = api.request(method, path, data=data, headers=headers)
+    check(api, reply)
+    assert reply.status in (status if isinstance(status, tuple) else (status,)), reply
+
+
+@pytest.mark.parametrize(
+    "rng, status", [("bytes=999999999-", 416), ("bytes=0-0,5-10", 416), ("bytes=5-1", 416),
+                    ("bytes=abc", 416), ("bytes=-0", (206, 416)), ("bytes=0-0", 206)]
+)  # fmt: skip
+def test_odd_ranges_of_a_recording(api: Api, rng: str, status: int | tuple[int, ...]) -> None:
+    rec = recordings(api)[0]
+    reply = api.request("GET", rec["url"], headers={"Range": rng})
+    assert reply.status in (status if isinstance(status, tuple) else (status,)), reply
+
+
+def test_a_deleted_recording_leaves_its_moments_without_a_picture_and_says_why(
+    api: Api,
+) -> None:
+    """(After the tests that read recordings: it deletes one.)"""
+    rec = recordings(api)[0]
+    (api.service.record / rec["name"]).unlink()  # type: ignore[operator]
+    # (a second short of the next file, which a time may be taken for from 0.5 s before)
+    start, end = rec["start"], utc_iso(parse_utc(rec["end"]) - 1.0)
+    reply = api.request("GET", "/api/thumbnail?" + urlencode({"camera": CAMERA, "time": start}))
+    check(api, reply)
+    assert reply.status == 404 and "no recording covers" in json.loads(reply.body)["error"]
+    query = urlencode({"like": CAMERA, "at": start, "since": start, "until": end, "top": 3})
+    reply = api.request("GET", "/api/search?" + query)
+    check(api, reply)
+    moments = json.loads(reply.body)["moments"]
+    assert moments, reply
+    for m in moments:  # listed, without a picture or a file, with the reason
+        assert m["thumbnail"] is None and m["recording"] is None
+        assert "no recording covers" in m["why"], m
+    reply = api.request("GET", rec["url"])
+    check(api, reply)
+    assert reply.status == 404
+
+
+def test_the_service_logged_no_traceback() -> None:
+    """Last: nothing the fuzzers sent made the service log a failure or a traceback."""
+    shown = [f"{r.name}: {r.getMessage()}" for r in FAILURES.records]
+    assert not shown, shown[:5]

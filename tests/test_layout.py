@@ -18,7 +18,17 @@ LAYERS = [
     ("model", {"model"}),
     (
         "shared",
-        {"types", "errors", "region", "atomic", "interrupts", "version", "redact", "__init__"},
+        {
+            "types",
+            "errors",
+            "region",
+            "atomic",
+            "interrupts",
+            "version",
+            "redact",
+            "utc",
+            "__init__",
+        },
     ),
 ]
 

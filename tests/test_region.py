@@ -245,7 +245,7 @@ def test_the_overlay_draws_the_region_frame() -> None:
 
 
 def test_run_with_a_region_writes_it_in_the_settings(tiny_bundle: Path, tmp_path: Path) -> None:
-    jsonl, emb = tmp_path / "o.jsonl", tmp_path / "o.npz"
+    jsonl, emb = tmp_path / "o.jsonl", tmp_path / "o.embeddings"
     code = main(["run", str(VIDEO), "--model", str(tiny_bundle), "--no-progress", "-q",
                  "--fps", "2", "--region", "0.25,0,0.5,1", "--jsonl", str(jsonl),
                  "--embeddings", str(emb)])  # fmt: skip
@@ -344,11 +344,11 @@ def test_annotate_with_a_region(tiny_bundle: Path, tmp_path: Path) -> None:
             str(tiny_bundle), "--workers", "1", "--no-progress", "-q", "--fps", "2",
             "--outputs", "jsonl,embeddings"]  # fmt: skip
     assert main([*argv, "--region", "0.5,0.5,0.5,0.5"]) == 0
-    meta = read_meta(out / "car-detection.mp4.embeddings.npz")
+    meta = read_meta(out / "car-detection.mp4.embeddings")
     assert meta["settings"]["region"]["x"] == 0.5
     entry = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
     # another region is another result: the video is annotated again, not skipped
     assert main([*argv, "--region", "0,0,0.5,0.5"]) == 0
     again = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
     assert again["options_hash"] != entry["options_hash"]
-    assert read_meta(out / "car-detection.mp4.embeddings.npz")["settings"]["region"]["x"] == 0
+    assert read_meta(out / "car-detection.mp4.embeddings")["settings"]["region"]["x"] == 0

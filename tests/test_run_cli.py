@@ -78,6 +78,8 @@ def test_run_writes_outputs_and_summary(tiny_bundle, tmp_path: Path, capsys) -> 
         (["run", "SHORT", "--show", "--speed", "0"], 2, "--speed 0: give a factor"),
         (["run", "SHORT", "--show", "--speed", "fast"], 2, "--speed fast: give a factor"),
         (["run", "rtsp://127.0.0.1:9/cam", "--show", "--speed", "2"], 2, "is live and shows"),
+        (["run", "SHORT", "--embeddings", "OUT/x.npz"], 2, "give a name without .npz"),
+        (["run", "SHORT", "--embeddings", "OUT/x", "--flush-seconds", "0"], 2, "more than 0"),
     ],
 )
 def test_bad_run_input(argv, code, message, tiny_bundle, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -91,7 +93,7 @@ def test_bad_run_input(argv, code, message, tiny_bundle, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = {k: tmp_path / f"o.{k}" for k in ("mp4", "jsonl", "json", "srt", "vtt", "npz")}
+    out = {k: tmp_path / f"o.{k}" for k in ("mp4", "jsonl", "json", "srt", "vtt", "embeddings")}
     cmd = [
         sys.executable,
         "-m",
@@ -116,7 +118,7 @@ def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -
         "--vtt",
         str(out["vtt"]),
         "--embeddings",
-        str(out["npz"]),
+        str(out["embeddings"]),
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 60
@@ -146,7 +148,8 @@ def test_signal_mid_run_leaves_valid_outputs(sig, tiny_bundle, tmp_path: Path) -
     while cap.read()[0]:
         frames += 1
     assert frames >= len(lines)  # every processed frame was written, and the file plays
-    stored = open_embeddings(out["npz"])  # whole, with every frame analysed
+    stored = open_embeddings(out["embeddings"])  # whole, with every frame analysed
+    assert stored.meta["complete"] and not stored.notes and not stored.writing
     assert len(stored.frames) == len(lines) and stored.end == segs[-1]["end"]
     assert stored.rows == sum(line["encoded"] for line in lines)
     assert not list(tmp_path.glob(".*partial*"))

@@ -1,6 +1,7 @@
 """Stored embeddings end to end, with the trained fixture model on synthetic videos of
-its classes: ``run --embeddings``, ``annotate`` with the embeddings output, ``relabel``
-(equal to ``run``), text and image ``search``, the HTML page, and refusals."""
+its classes: ``run --embeddings`` (a store folder), ``annotate`` with the embeddings
+output, ``relabel`` (equal to ``run``), text and image ``search``, the HTML page, ``.npz``
+files of earlier versions, and refusals."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from scenecls.cli import main
-from scenecls.model.embeddings_store import open_embeddings
+from scenecls.model.embeddings_store import EmbeddingsFile, open_embeddings, write_embeddings
 from scenecls.model.labels import resolve_labels
 from scenecls.types import Frame
 from scenecls.video.pipeline import Pipeline
@@ -54,7 +55,7 @@ def runs(videos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     for name, video in videos.items():
         for dtype in ("float32", "float16"):
             argv = ["run", str(video), *MODEL, "--no-progress", "-q", "--min-dwell", "0.3",
-                    "--embeddings", str(out / f"{name}.{dtype}.npz"),
+                    "--embeddings", str(out / f"{name}.{dtype}.embeddings"),
                     "--embeddings-dtype", dtype]  # fmt: skip
             if dtype == "float32":
                 argv += ["--jsonl", str(out / f"{name}.jsonl"),
@@ -71,7 +72,7 @@ def segments_of(path: Path) -> list[tuple[str, float, float]]:
 
 def test_relabel_of_float32_embeddings_equals_the_run(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "relabelled"
-    paths = [str(runs / f"{n}.float32.npz") for n in ("first.mp4", "second.mp4")]
+    paths = [str(runs / f"{n}.float32.embeddings") for n in ("first.mp4", "second.mp4")]
     argv = ["relabel", *paths, "--out", str(out), "--outputs", "all", "--min-dwell", "0.3",
             "--labels", LABELS, "--templates", "{}"]  # fmt: skip
     assert main(argv) == 0
@@ -90,7 +91,7 @@ def test_relabel_of_float32_embeddings_equals_the_run(runs: Path, tmp_path: Path
 
 def test_relabel_of_float16_embeddings_gives_the_same_labels(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "r16"
-    argv = ["relabel", str(runs / "first.mp4.float16.npz"), "--out", str(out),
+    argv = ["relabel", str(runs / "first.mp4.float16.embeddings"), "--out", str(out),
             "--min-dwell", "0.3", "--labels", LABELS, "--templates", "{}"]  # fmt: skip
     assert main(argv) == 0
     assert segments_of(out / "first.mp4.segments.json") == segments_of(
@@ -108,7 +109,7 @@ def test_relabel_of_float16_embeddings_gives_the_same_labels(runs: Path, tmp_pat
 
 def test_relabel_with_new_labels_and_options(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "new"
-    argv = ["relabel", str(runs / "first.mp4.float16.npz"), "--out", str(out), "--outputs",
+    argv = ["relabel", str(runs / "first.mp4.float16.embeddings"), "--out", str(out), "--outputs",
             "jsonl,segments", "--labels", "red circle,blue ring", "--templates", "{}",
             "--min-confidence", "0.9", "--smoothing", "none"]  # fmt: skip
     assert main(argv) == 0
@@ -132,7 +133,7 @@ SCENES = [(s[0], "first.mp4", s[1], s[2]) for s in FIRST] + [
 
 @pytest.mark.parametrize("label, video, start, end", SCENES)
 def test_a_text_query_finds_its_class_first(runs: Path, capsys, label, video, start, end) -> None:  # type: ignore[no-untyped-def]
-    files = [str(runs / f"{n}.float16.npz") for n in ("first.mp4", "second.mp4")]
+    files = [str(runs / f"{n}.float16.embeddings") for n in ("first.mp4", "second.mp4")]
     hits = search_json([*files, label, "--templates", "{}", "--top", "3"], capsys)
     best = hits[0]
     assert best["video"] == video and start - 0.2 <= best["best"] <= end
@@ -149,7 +150,7 @@ def test_an_image_query_finds_its_video_and_time(
     assert ok
     picture = tmp_path / "query.png"
     cv2.imwrite(str(picture), image)
-    files = [str(runs / f"{n}.float16.npz") for n in ("first.mp4", "second.mp4")]
+    files = [str(runs / f"{n}.float16.embeddings") for n in ("first.mp4", "second.mp4")]
     hits = search_json([*files, "--image", str(picture)], capsys)
     assert hits[0]["video"] == "second.mp4" and 4.0 <= hits[0]["best"] <= 8.0
     assert hits[0]["start"] <= 5.5 <= hits[0]["end"]
@@ -159,7 +160,7 @@ def test_the_html_page_shows_thumbnails_and_links(
     runs: Path, videos, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     page = tmp_path / "hits.html"
-    file = str(runs / "first.mp4.float16.npz")
+    file = str(runs / "first.mp4.float16.embeddings")
     assert main(["search", file, "blue ring", "--templates", "{}", "--html", str(page)]) == 0
     text = page.read_text()
     assert text.count('<img src="data:image/jpeg;base64,') >= 1
@@ -177,7 +178,7 @@ def test_the_html_page_shows_thumbnails_and_links(
 
 
 def test_embeddings_of_another_model_are_refused(runs: Path, tiny_bundle: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    file = str(runs / "first.mp4.float16.npz")
+    file = str(runs / "first.mp4.float16.embeddings")
     fingerprint = open_embeddings(file).fingerprint
     code = main(["search", file, "a red circle", "--model", str(tiny_bundle)])
     err = one_line_error(capsys.readouterr().err)
@@ -186,17 +187,48 @@ def test_embeddings_of_another_model_are_refused(runs: Path, tiny_bundle: Path, 
     assert code == 2 and fingerprint in one_line_error(capsys.readouterr().err)
 
 
-def test_a_damaged_file_is_reported_and_the_rest_searched(
+def write_v1(store: EmbeddingsFile, path: Path) -> Path:
+    """``store`` written again as an ``.npz`` file of format version 1 (earlier scenecls)."""
+    meta = {k: v for k, v in store.meta.items() if k != "complete"} | {"version": 1}
+    meta.update(frames=len(store.frames), rows=store.rows)
+    write_embeddings(path, meta, np.asarray(store.embeddings), store.rows,
+                     store.embeddings.shape[1], str(store.embeddings.dtype), store.times,
+                     store.spans, store.frames, store.gaps)  # fmt: skip
+    return path
+
+
+def test_npz_files_of_earlier_versions_are_still_read(runs: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = open_embeddings(runs / "first.mp4.float32.embeddings")
+    assert store.meta["version"] == 2 and store.meta["complete"] and not store.notes
+    assert store.path.is_dir() and (store.path / "meta.json").is_file()
+    old = write_v1(store, tmp_path / "first.mp4.npz")
+    again = open_embeddings(old)
+    assert again.meta["version"] == 1 and np.array_equal(again.embeddings, store.embeddings)
+    assert np.array_equal(again.frames, store.frames) and again.end == store.end
+    query = ["blue ring", "--templates", "{}", "--top", "3"]
+    assert search_json([str(old), *query], capsys) == search_json([str(store.path), *query], capsys)
+    out = tmp_path / "relabelled"
+    argv = ["relabel", str(old), "--out", str(out), "--min-dwell", "0.3",
+            "--labels", LABELS, "--templates", "{}"]  # fmt: skip
+    assert main(argv) == 0
+    assert (out / "first.mp4.segments.json").read_bytes() == (
+        runs / "first.mp4.segments.json"
+    ).read_bytes()
+
+
+def test_a_damaged_store_is_reported_and_the_rest_searched(
     runs: Path, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
-    broken = tmp_path / "broken.npz"
-    broken.write_bytes((runs / "second.mp4.float16.npz").read_bytes()[:5000])
-    code = main(["search", str(runs / "first.mp4.float16.npz"), str(broken), "red circle",
+    broken = tmp_path / "broken.embeddings"
+    shutil.copytree(runs / "second.mp4.float16.embeddings", broken)
+    rows = broken / "embeddings.npy"
+    rows.write_bytes(rows.read_bytes()[:5000])  # ends inside the flushed rows
+    code = main(["search", str(runs / "first.mp4.float16.embeddings"), str(broken), "red circle",
                  "--templates", "{}"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 1 and "first.mp4" in captured.out
     assert f"left out: {broken}" in captured.err and "truncated" in captured.err
-    code = main(["relabel", str(broken), str(runs / "first.mp4.float16.npz"), "--out",
+    code = main(["relabel", str(broken), str(runs / "first.mp4.float16.embeddings"), "--out",
                  str(tmp_path / "r"), *MODEL[2:]])  # fmt: skip
     assert code == 1 and (tmp_path / "r" / "first.mp4.segments.json").is_file()
     assert f"left out    {broken}" in capsys.readouterr().err
@@ -213,7 +245,7 @@ def test_annotate_stores_embeddings_that_search_and_relabel_use(
     argv = ["annotate", str(archive), "--out", str(out), "--outputs", "segments,embeddings",
             "--workers", "1", "--no-progress", *MODEL]  # fmt: skip
     assert main(argv) == 0
-    assert (out / "cams" / "first.mp4.embeddings.npz").is_file()
+    assert (out / "cams" / "first.mp4.embeddings" / "meta.json").is_file()
     hits = search_json([str(out), "yellow ring", "--templates", "{}"], capsys)
     assert hits[0]["video"] == "cams/first.mp4" and 9.0 <= hits[0]["best"] <= 12.0
     relabelled = tmp_path / "relabelled"
@@ -232,10 +264,10 @@ def test_annotate_stores_embeddings_that_search_and_relabel_use(
 def test_several_models_in_one_search_are_refused(
     runs: Path, tmp_path: Path, tiny_bundle: Path, videos, capsys
 ) -> None:  # type: ignore[no-untyped-def]
-    other = tmp_path / "other.npz"
+    other = tmp_path / "other.embeddings"
     assert main(["run", str(videos["second.mp4"]), "--model", str(tiny_bundle), "--embeddings",
                  str(other), "--no-progress", "-q"]) == 0  # fmt: skip
-    code = main(["search", str(runs / "first.mp4.float16.npz"), str(other), "a ring"])
+    code = main(["search", str(runs / "first.mp4.float16.embeddings"), str(other), "a ring"])
     err = one_line_error(capsys.readouterr().err)
     assert code == 2 and "2 different models" in err and str(other) in err
 
@@ -244,7 +276,7 @@ def test_stored_frames_rebuild_the_embeddings_the_run_used(videos, tmp_path: Pat
     import scenecls
 
     seen: list[np.ndarray] = []
-    path = tmp_path / "e.npz"
+    path = tmp_path / "e.embeddings"
     Pipeline(
         scenecls.load_model(FIXTURE), resolve_labels(LABELS, "{}"),
         VideoFileSource(videos["second.mp4"]), [EmbeddingsSink(path, "float32")],
@@ -267,12 +299,12 @@ class _StopAfter(Sink):
             self.stop.set()
 
 
-def test_a_stopped_run_leaves_a_complete_embeddings_file(videos, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_stopped_run_leaves_a_complete_embeddings_store(videos, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import scenecls
 
     model = scenecls.load_model(FIXTURE)
     stop = threading.Event()
-    path = tmp_path / "stopped.npz"
+    path = tmp_path / "stopped.embeddings"
     jsonl = tmp_path / "stopped.jsonl"
     sinks = [EmbeddingsSink(path), JsonlSink(jsonl), _StopAfter(35, stop)]
     stats = Pipeline(model, resolve_labels(LABELS, "{}"), VideoFileSource(videos["first.mp4"]),
@@ -282,6 +314,7 @@ def test_a_stopped_run_leaves_a_complete_embeddings_file(videos, tmp_path: Path)
     assert len(store.frames) == stats.frames_analysed == len(read_jsonl(jsonl))
     assert 0 < store.rows == stats.frames_encoded < len(store.frames) < 120
     assert store.end == pytest.approx(stats.end_time)
+    assert store.meta["complete"] and not store.notes and not store.writing
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
     class Boom(Sink):
@@ -289,12 +322,13 @@ def test_a_stopped_run_leaves_a_complete_embeddings_file(videos, tmp_path: Path)
             if frame.index == 50:
                 raise OSError("the disk went away")
 
-    path.unlink()
+    shutil.rmtree(path)
     with pytest.raises(OSError, match="went away"):
         Pipeline(model, resolve_labels(LABELS, "{}"), VideoFileSource(videos["first.mp4"]),
                  [EmbeddingsSink(path), Boom()]).run()  # fmt: skip
     # the frames analysed so far: the window holding frame 50 (8 s of this 10 fps video)
-    assert 40 <= len(open_embeddings(path).frames) <= 80
+    store = open_embeddings(path)
+    assert 40 <= len(store.frames) <= 80 and store.meta["complete"]
 
 
 class _LiveWithGap(FrameSource):
@@ -331,14 +365,14 @@ def test_relabel_of_a_live_run_with_a_gap_equals_the_run(videos, tmp_path: Path)
     labels = resolve_labels(LABELS, "{}")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    sinks = [EmbeddingsSink(run_dir / "live.npz", "float32"),
+    sinks = [EmbeddingsSink(run_dir / "live.embeddings", "float32"),
              JsonlSink(run_dir / "live.jsonl"), SegmentsSink(run_dir / "live.json")]  # fmt: skip
     stats = Pipeline(model, labels, _LiveWithGap(images), sinks).run()
     assert len(stats.gaps) == 1 and stats.frames_encoded < stats.frames_analysed
-    store = open_embeddings(run_dir / "live.npz")
+    store = open_embeddings(run_dir / "live.embeddings")
     assert store.gaps.shape == (1, 2)
     out = tmp_path / "relabelled"
-    assert main(["relabel", str(run_dir / "live.npz"), "--out", str(out), *MODEL[2:]]) == 0
+    assert main(["relabel", str(run_dir / "live.embeddings"), "--out", str(out), *MODEL[2:]]) == 0
     assert (out / "live.jsonl").read_bytes() == (run_dir / "live.jsonl").read_bytes()
     mine = json.loads((out / "live.segments.json").read_text())["segments"]
     assert mine == json.loads((run_dir / "live.json").read_text())["segments"]
@@ -352,17 +386,21 @@ def test_relabel_of_a_live_run_with_a_gap_equals_the_run(videos, tmp_path: Path)
         (["search", "F", "--image", "TMP/none.png"], "no such file"),
         (["search", "F", "F"], "is a path: give the QUERY text after the PATHs"),
         (["search", "F", "a red ring", "--image", "F"], "not both"),
-        (["search", "TMP/nothing.npz", "x"], "no such embeddings file"),
+        (["search", "TMP/nothing.npz", "x"], "no such"),
+        (["search", "TMP/nothing.embeddings", "x"], "no such file or folder"),
         (["search", "F", "x", "--top", "0"], "--top must be at least 1"),
         (["relabel", "F", "--out", "TMP/o", "--outputs", "video"], "choose from"),
-        (["run", "V", "--embeddings", "TMP/e.emb"], "use a file name ending in .npz"),
-        (["run", "V", "--embeddings", "TMP/no/e.npz"], "does not exist"),
+        (["run", "V", "--embeddings", "TMP/e.npz"], "give a name without .npz"),
+        (["run", "V", "--embeddings", "TMP/no/e.embeddings"], "does not exist"),
+        (["run", "V", "--embeddings", "V"], "is not an embeddings store"),
+        (["run", "V", "--embeddings", "TMP/e.embeddings", "--flush-seconds", "0"], "more than 0"),
     ],
 )
 def test_bad_input_is_one_line(runs: Path, videos, tmp_path: Path, capsys, argv, message) -> None:  # type: ignore[no-untyped-def]
-    subst = {"F": str(runs / "first.mp4.float16.npz"), "V": str(videos["first.mp4"])}
+    subst = {"F": str(runs / "first.mp4.float16.embeddings"), "V": str(videos["first.mp4"])}
     argv = [subst.get(a, a.replace("TMP", str(tmp_path))) for a in argv]
     code = main(argv)
     err = one_line_error(capsys.readouterr().err)
     assert code in (1, 2) and message in err
-    assert not (tmp_path / "o").exists() and not (tmp_path / "e.emb").exists()
+    assert not (tmp_path / "o").exists() and not (tmp_path / "e.npz").exists()
+    assert videos["first.mp4"].is_file()

@@ -246,6 +246,40 @@ def test_another_sites_page_may_not_change_anything(server: ServeProcess) -> Non
     assert status == 200  # a script: no Origin
 
 
+# a PNG header is enough: every request below is refused before the picture is read
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def test_the_history_needs_the_token_and_the_services_own_page(server: ServeProcess) -> None:
+    """The recordings, thumbnails and searches of the history (issue 25) are behind the
+    token like the rest; a search by picture (``POST /api/search``, an image body) sent
+    from another site's page is refused, token or not."""
+    for path in ["/recordings/pass-20260101-120000.webm", "/recordings/..%2Fsession-secret",
+                 "/api/thumbnail?camera=pass&time=2026-01-01T12:00:00Z",
+                 "/api/search?q=red+circle", "/api/search?like=pass",
+                 "/api/history?camera=pass", "/api/recordings"]:  # fmt: skip
+        status, reply = server.request("GET", path, token="")  # (none: no lock-out)
+        assert status == 401 and "token" in reply["error"], (path, reply)
+    status, reply = _call(server, "POST", "/api/search", PNG, {"Content-Type": "image/png",
+                                                                "Authorization": ""})  # fmt: skip
+    assert status == 401 and "token" in reply["error"]
+    for cross in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                  {"Sec-Fetch-Site": "same-site"}, {"Origin": "null"}):  # fmt: skip
+        for auth in (AUTH, {"Authorization": ""}):
+            status, reply = _call(
+                server, "POST", "/api/search", PNG, {"Content-Type": "image/png", **auth, **cross}
+            )
+            assert status == 403 and "cross-site" in reply["error"], (cross, auth)
+    # the same request from a script or the service's own page gets through to the
+    # search (which needs --data: 409 here), and only a picture is taken
+    for own in ({}, {"Origin": server.url}, {"Sec-Fetch-Site": "same-origin"}):
+        status, reply = _call(server, "POST", "/api/search", PNG,
+                              {"Content-Type": "image/png", **own})  # fmt: skip
+        assert status == 409 and "--data" in reply["error"], (own, reply)
+    status, reply = _call(server, "POST", "/api/search", PNG, {"Content-Type": "text/plain"})
+    assert status == 415 and "image/png" in reply["error"]
+
+
 # -- DNS rebinding ---------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ receivers that misbehave on purpose.
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from scenecls.serve.mqtt import EXPECT_LIMIT, MqttBridge, MqttConfig
 from scenecls.serve.service import Service
 from scenecls.serve.webhook import WebhookSender
 
+from .conftest import LogLines
 from .outputs import one_line_error
 from .serving import wait_for
 from .test_fuzz_api import Api
@@ -41,31 +41,9 @@ EXPECT = "scenecls/pass/expect/set"
 SECRET = "T0-B0-not-for-logs"  # a Slack-style webhook keeps its secret in the path
 
 
-class LogLines(logging.Handler):
-    """The ``scenecls`` logger's lines (whatever the CLI did to its propagation)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def having(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
-
-
 @pytest.fixture
-def logs() -> Iterator[LogLines]:
-    logger = logging.getLogger("scenecls")
-    handler, level = LogLines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+def logs(scenecls_log: LogLines) -> LogLines:
+    return scenecls_log
 
 
 # -- a webhook receiver that misbehaves on purpose ----------------------------------------

@@ -221,7 +221,7 @@ def test_run_writes_no_login_into_its_files(camera_with_login: RtspServer, tmp_p
     url = LOGIN_URL.format(USER, camera_with_login.port)
     sinks = [
         scenecls.SegmentsSink(tmp_path / "segments.json"),
-        scenecls.EmbeddingsSink(tmp_path / "run.embeddings.npz"),
+        scenecls.EmbeddingsSink(tmp_path / "run.embeddings"),
         scenecls.JsonlSink(tmp_path / "frames.jsonl"),
     ]
     source = LiveCaptureSource(url, reconnect_timeout=0, rtsp_transport="tcp")
@@ -233,8 +233,9 @@ def test_run_writes_no_login_into_its_files(camera_with_login: RtspServer, tmp_p
     assert stats.frames_analysed > 0
     segments = json.loads((tmp_path / "segments.json").read_text())
     assert segments["source"] == f"rtsp://***@127.0.0.1:{camera_with_login.port}/pass"
-    stored = scenecls.open_embeddings(tmp_path / "run.embeddings.npz")
+    stored = scenecls.open_embeddings(tmp_path / "run.embeddings")
     everything = json.dumps(stored.meta, default=str) + stats.summary()
+    everything += (tmp_path / "run.embeddings" / "meta.json").read_text()
     everything += (tmp_path / "frames.jsonl").read_text()
     assert SECRET not in everything and "***@127.0.0.1" in everything
 

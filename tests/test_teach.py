@@ -152,7 +152,7 @@ def test_moments_of_a_video_are_grouped_and_match_its_stored_embeddings(
     from_video = scenecls.teach(f"{path}={truth}", model, fps=2)
     r = from_video.report
     assert r["examples"] == 32 and r["groups"] == 4  # 2 frames/s x 16 s, one group a moment
-    stored = tmp_path / "pass.npz"
+    stored = tmp_path / "pass.embeddings"  # a store folder
     assert main(["run", str(path), "--model", str(BUNDLE), "--embeddings", str(stored),
                  "--embeddings-dtype", "float32", "--no-progress", "--change-threshold", "0",
                  "--max-reuse", "0", "-q", "--labels", "a,b"]) == 0  # fmt: skip
@@ -164,6 +164,10 @@ def test_moments_of_a_video_are_grouped_and_match_its_stored_embeddings(
     )
     cos = (from_store.examples * from_video.examples).sum(axis=1)
     assert cos.min() > 0.999  # the same frames: decoded and encoded, or stored
+    out = tmp_path / "set.npz"
+    assert main(["teach", f"{stored}={truth}", "--model", str(BUNDLE), "--out", str(out),
+                 "-q"]) == 0  # fmt: skip
+    assert scenecls.load_taught(out).report["examples"] == 32
 
 
 @pytest.mark.parametrize("classifier", ["auto", "cache"])
@@ -183,7 +187,7 @@ def test_cli_teach_prints_the_accuracy_and_run_uses_the_set(
     path, truth = video
     seg = tmp_path / "seg.csv"
     jsonl = tmp_path / "f.jsonl"
-    emb = tmp_path / "e.npz"
+    emb = tmp_path / "e.embeddings"
     assert main(["run", str(path), "--model", str(BUNDLE), "--labels", str(out), "--segments",
                  str(seg), "--jsonl", str(jsonl), "--embeddings", str(emb),
                  "--embeddings-dtype", "float32", "--no-progress", "-q"]) == 0  # fmt: skip
@@ -375,15 +379,19 @@ def test_stored_embeddings_of_another_model_or_region_are_refused(
     video: tuple[Path, Path], tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, truth = video
-    stored = tmp_path / "tiny.npz"
+    stored = tmp_path / "tiny.embeddings"
     assert main(["run", str(path), "--model", str(tiny_bundle), "--embeddings", str(stored),
                  "--no-progress", "-q", "--labels", "a,b"]) == 0  # fmt: skip
     out = tmp_path / "set.npz"
     base = ["teach", f"{stored}={truth}", "--model", str(BUNDLE), "--out", str(out)]
     _fails(capsys, base, "holds embeddings of model")
-    mine = tmp_path / "mine.npz"
+    mine = tmp_path / "mine.embeddings"
     assert main(["run", str(path), "--model", str(BUNDLE), "--embeddings", str(mine),
                  "--no-progress", "-q", "--labels", "a,b"]) == 0  # fmt: skip
     _fails(capsys, ["teach", f"{mine}={truth}", "--model", str(BUNDLE), "--out", str(out),
                     "--region", "0,0,0.5,0.5"], "was analysed with region")  # fmt: skip
+    _fails(capsys, ["teach", str(mine), "--model", str(BUNDLE), "--out", str(out)],
+           "say which moments of it show which label")  # fmt: skip
+    _fails(capsys, ["teach", f"{tmp_path}={truth}", "--model", str(BUNDLE), "--out", str(out)],
+           "neither a video nor an embeddings store")  # fmt: skip
     assert not out.exists()

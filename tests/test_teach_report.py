@@ -17,6 +17,7 @@ import synthetic_shapes  # scripts/ is on the path (conftest)
 
 import scenecls
 from scenecls.model.embeddings_store import FRAME_DTYPE, row_spans, write_embeddings
+from scenecls.model.store_writer import StoreWriter
 from scenecls.model.taught import ExampleSet, TaughtSet, teach_embeddings
 from scenecls.teaching.report_html import report_page, write_report
 from scenecls.teaching.suggest import frames_at
@@ -31,7 +32,8 @@ IMG = re.compile(r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)" alt="([^"
 
 
 def _store(path: Path, video: Path, rows: np.ndarray, times: np.ndarray) -> Path:
-    """An embeddings file of ``video``: one encoded frame per row at ``times``."""
+    """An embeddings store of ``video``: one encoded frame per row at ``times``; a store
+    folder, or a ``.npz`` file of format version 1 when ``path`` ends in ``.npz``."""
     n, dim = rows.shape
     frames = np.zeros(n, FRAME_DTYPE)
     frames["index"] = np.arange(n)
@@ -44,6 +46,11 @@ def _store(path: Path, video: Path, rows: np.ndarray, times: np.ndarray) -> Path
         "embed_dim": dim, "source": str(video), "input": str(video), "end": end,
         "dtype": "float32",
     }  # fmt: skip
+    if path.suffix != ".npz":
+        writer = StoreWriter(path, meta, dim, "float32")
+        writer.add(rows, frames)
+        writer.close(end)
+        return path
     spans = row_spans(frames, n, end, np.zeros((0, 2)))
     write_embeddings(path, meta, rows, n, dim, "float32", times, spans, frames, np.zeros((0, 2)))
     return path
@@ -52,8 +59,9 @@ def _store(path: Path, video: Path, rows: np.ndarray, times: np.ndarray) -> Path
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaughtSet, Path]:
     """Three shape labels of 5 pictures each, one blue ring sorted as a red circle, and a
-    'street' label of 4 moments of a real video (two of them through an embeddings file,
-    one past the video's end); the picture of one green circle is deleted afterwards."""
+    'street' label of 4 moments of a real video (one through an embeddings store, one
+    through a .npz embeddings file of earlier versions, one past the video's end); the
+    picture of one green circle is deleted afterwards."""
     model = scenecls.load_model(BUNDLE, device="cpu")
     folder = tmp_path_factory.mktemp("examples")
     rng = np.random.default_rng(11)
@@ -75,8 +83,9 @@ def taught(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaughtSet, Path]:
     frames = frames_at(VIDEO, seconds.tolist(), exact=False)
     assert all(f is not None for f in frames)
     rows = model.encode_images(frames)  # type: ignore[arg-type]
-    store = _store(folder / "street.npz", VIDEO, rows, seconds)
-    sources = [f"{VIDEO}@2.0", f"{VIDEO}@9.0", f"{store}@17.0", f"{VIDEO}@999.0"]
+    store = _store(folder / "street.embeddings", VIDEO, rows, seconds)
+    old = _store(folder / "street.npz", VIDEO, rows, seconds)
+    sources = [f"{old}@2.0", f"{VIDEO}@9.0", f"{store}@17.0", f"{VIDEO}@999.0"]
     for i, source in enumerate(sources):
         examples.add(rows[i : i + 1], ["street"], [source], group=0)
     taught = teach_embeddings(model, examples)

@@ -16,6 +16,7 @@ import pytest
 import scenecls
 from scenecls.errors import UsageError
 from scenecls.model.embeddings_store import FRAME_DTYPE, row_spans, write_embeddings
+from scenecls.model.store_writer import StoreWriter
 from scenecls.region import Region
 from scenecls.teaching.suggest import (
     README,
@@ -126,12 +127,12 @@ def test_suggests_distinct_moments_of_two_videos(
     assert [p.name for p in again] == [p.name for p in paths]  # deterministic
 
 
-def test_an_embeddings_file_needs_no_encoding(
+def test_an_embeddings_store_needs_no_encoding(
     model: scenecls.SceneModel, decoded: dict, tmp_path: Path
 ) -> None:
     from scenecls.cli.main import main
 
-    store = tmp_path / "cars.npz"
+    store = tmp_path / "cars.embeddings"
     argv = ["run", str(CARS), "--model", str(BUNDLE), "--labels", "red circle,blue ring",
             "--embeddings", str(store)]  # fmt: skip
     assert main(argv) == 0
@@ -145,7 +146,8 @@ def test_an_embeddings_file_needs_no_encoding(
 
 
 def _store(path: Path, video: Path | None, fingerprint: str, dim: int = 64) -> Path:
-    """A small embeddings file of ``video`` (which may not exist), a row every 0.5 s."""
+    """A small embeddings store of ``video`` (which may not exist), a row every 0.5 s: a
+    store folder, or a ``.npz`` file of format version 1 when ``path`` ends in ``.npz``."""
     n = 20
     rng = np.random.default_rng(3)
     rows = rng.normal(size=(n, dim)).astype(np.float32)
@@ -161,6 +163,11 @@ def _store(path: Path, video: Path | None, fingerprint: str, dim: int = 64) -> P
         "model_fingerprint": fingerprint, "embed_dim": dim, "source": str(video),
         "input": None if video is None else str(video), "end": n * 0.5, "dtype": "float32",
     }  # fmt: skip
+    if path.suffix != ".npz":
+        writer = StoreWriter(path, meta, dim, "float32")
+        writer.add(rows, frames)
+        writer.close(n * 0.5)
+        return path
     write_embeddings(
         path, meta, rows, n, dim, "float32", frames["time"], spans, frames, np.zeros((0, 2))
     )
@@ -174,17 +181,25 @@ def test_bad_inputs_are_refused_before_anything_is_written(
     shutil.copy(MEDIA / "LICENSE-CC-BY-4.0.txt", text)
     not_store = tmp_path / "arrays.npz"
     np.savez(not_store, a=np.zeros(3))
-    gone = _store(tmp_path / "gone.npz", tmp_path / "gone.mp4", model.bundle.fingerprint)
+    not_ours = tmp_path / "not-ours.embeddings"
+    not_ours.mkdir()
+    (not_ours / "meta.json").write_text("{}")
+    gone = _store(tmp_path / "gone.embeddings", tmp_path / "gone.mp4", model.bundle.fingerprint)
+    old_gone = _store(tmp_path / "gone.npz", tmp_path / "gone.mp4", model.bundle.fingerprint)
     other = _store(tmp_path / "other.npz", CARS, "f" * 64)
-    live = _store(tmp_path / "live.npz", None, model.bundle.fingerprint)
+    other_store = _store(tmp_path / "other.embeddings", CARS, "f" * 64)
+    live = _store(tmp_path / "live.embeddings", None, model.bundle.fingerprint)
     cases = [
         ([BOTTLES], 0, "--count"),
         ([tmp_path / "nothing.mp4"], 3, "does not exist"),
-        ([tmp_path], 3, "is a folder"),
-        ([CARS, text], 3, "neither a video nor an embeddings file"),
+        ([tmp_path], 3, "is a folder but no embeddings store"),
+        ([CARS, text], 3, "neither a video nor an embeddings store"),
         ([not_store], 3, "not a scenecls embeddings file"),
+        ([not_ours], 3, "not a scenecls embeddings store"),
         ([CARS, gone], 3, "gone.mp4 is missing"),
+        ([CARS, old_gone], 3, "gone.mp4 is missing"),
         ([other], 3, "fingerprint ffffffffffff"),
+        ([other_store], 3, "fingerprint ffffffffffff"),
         ([live], 3, "does not name the video"),
         ([], 3, "nothing to suggest"),
     ]

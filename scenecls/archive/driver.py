@@ -194,7 +194,7 @@ def _is_done(
     if entry.get("options_hash") not in hashes:
         return False
     outputs = entry.get("outputs") or {}
-    return bool(outputs) and all((out_dir / p).is_file() for p in outputs.values())
+    return bool(outputs) and all((out_dir / p).exists() for p in outputs.values())
 
 
 def _remove_stale(previous: dict[str, Any] | None, entry: dict[str, Any], out_dir: Path) -> None:
@@ -205,8 +205,9 @@ def _remove_stale(previous: dict[str, Any] | None, entry: dict[str, Any], out_di
     keep = set((entry.get("outputs") or {}).values())
     for rel in (previous.get("outputs") or {}).values():
         if rel not in keep:
+            stale = out_dir / rel
             with contextlib.suppress(OSError):
-                (out_dir / rel).unlink()
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def _describe(engine: Engine, idents: list[ModelIdentity], threads: int | None) -> str:

@@ -80,7 +80,11 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 
 def make_sinks(
-    folder: Path, name: str, outputs: Sequence[str], embeddings_dtype: str = "float16"
+    folder: Path,
+    name: str,
+    outputs: Sequence[str],
+    embeddings_dtype: str = "float16",
+    flush_seconds: float = 10.0,
 ) -> dict[str, Sink]:
     """One sink per output kind, writing the outputs of the video named ``name`` into
     ``folder`` under the names :func:`~.options.output_name` gives."""
@@ -94,13 +98,18 @@ def make_sinks(
         elif kind in ("srt", "vtt"):
             made[kind] = CaptionSink(path, kind)
         elif kind == "embeddings":
-            made[kind] = EmbeddingsSink(path, embeddings_dtype)
+            made[kind] = EmbeddingsSink(path, embeddings_dtype, flush_seconds=flush_seconds)
         else:
             made[kind] = VideoSink(path)
     return made
 
 
 def _fsync(path: Path) -> None:
+    """Sync the file at ``path`` (a folder: its files, then itself) to the disk."""
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.is_file():
+                _fsync(child)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -141,7 +150,9 @@ def annotate_video(
         partial_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=partial_root))
         name = PurePosixPath(task.rel).name
-        sinks = make_sinks(work, name, options.outputs, options.embeddings_dtype)
+        sinks = make_sinks(
+            work, name, options.outputs, options.embeddings_dtype, options.flush_seconds
+        )
 
         def progress(frames: int, total: int | None) -> None:
             if on_progress is not None and total:
@@ -176,6 +187,8 @@ def annotate_video(
         for kind in options.outputs:
             fname = output_name(name, kind)
             _fsync(work / fname)
+            if (final_dir / fname).is_dir():  # a store folder of an earlier annotation
+                shutil.rmtree(final_dir / fname)
             os.replace(work / fname, final_dir / fname)
             placed.append(final_dir / fname)
             outputs[kind] = (PurePosixPath(task.rel).parent / fname).as_posix()
@@ -193,7 +206,7 @@ def annotate_video(
     except Exception as e:  # the video's own failure: recorded, the archive goes on
         for p in placed:  # never a partial set of new outputs
             with contextlib.suppress(OSError):
-                p.unlink()
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         message = str(e) if isinstance(e, SceneclsError | OSError) else f"{type(e).__name__}: {e}"
         entry.update(status="failed", error=_one_line(message), outputs={})
         # the outputs' side failed (disk full, read-only, no encoder): every other video

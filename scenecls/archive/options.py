@@ -29,7 +29,7 @@ _SUFFIXES = {
     "srt": ".srt",
     "vtt": ".vtt",
     "video": ".annotated.mp4",
-    "embeddings": ".embeddings.npz",
+    "embeddings": ".embeddings",  # a store folder (format 2)
 }
 
 
@@ -87,12 +87,15 @@ class ArchiveOptions:
     gate: GateConfig = field(default_factory=GateConfig)
     embeddings_dtype: str = "float16"
     region: Region | None = None
+    flush_seconds: float = 10.0  # how often the embeddings store is flushed (not hashed)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise UsageError(f"--batch must be at least 1, not {self.batch}")
         if self.fps is not None and self.fps <= 0:
             raise UsageError(f"--fps must be more than 0, not {self.fps}")
+        if not self.flush_seconds > 0:
+            raise UsageError(f"--flush-seconds must be more than 0, not {self.flush_seconds:g}")
         if not self.outputs or any(k not in OUTPUT_KINDS for k in self.outputs):
             raise UsageError(f"outputs must be some of {', '.join(OUTPUT_KINDS)}")
 

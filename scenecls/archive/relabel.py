@@ -12,6 +12,7 @@ by about 1e-4 (see the README).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -44,6 +45,8 @@ RELABEL_KINDS: tuple[str, ...] = ("jsonl", "segments", "csv", "srt", "vtt")
 DEFAULT_RELABEL_OUTPUTS: tuple[str, ...] = ("jsonl", "segments", "srt")
 
 _CHUNK = 8192  # frames rebuilt and scored at a time
+
+log = logging.getLogger("scenecls")
 
 
 def frame_scores(
@@ -274,6 +277,8 @@ def _relabel_one(
         name = PurePosixPath(v.rel).name
         sinks = make_sinks(work, name, outputs)
         store = v.open()
+        for note in store.notes:  # cut after a crash: relabelled up to the last flush
+            log.warning("%s", note)
         stats = replay(store, scorer, smoothing, list(sinks.values()), stop)
         if stop is not None and stop.is_set():
             return None
@@ -287,6 +292,7 @@ def _relabel_one(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta = v.meta
+    unix = meta.get("clock") == "unix"
     return {
         "input": v.video or str(meta.get("source")),
         "file": v.rel,
@@ -302,7 +308,8 @@ def _relabel_one(
         "analysed": stats.frames,
         "encoded": stats.encoded,
         "segments": len(stats.segments or []),
-        "duration": round(float(meta.get("end") or 0.0), 3),
+        # a service's history is timed in UNIX seconds: its length, from its first row
+        "duration": round(store.end - (float(store.times[0]) if unix and store.rows else 0.0), 3),
         "seconds": round(stats.seconds, 3),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -1,6 +1,7 @@
-"""Finding stored embeddings: files named on the command line, or the embeddings outputs
-that ``scenecls annotate`` recorded in an output folder's manifest; and the model that
-wrote them."""
+"""Finding stored embeddings: stores named on the command line (folders, or ``.npz``
+files of earlier versions), the embeddings outputs that ``scenecls annotate`` recorded
+in an output folder's manifest, or the history of a ``scenecls serve --data`` folder;
+and the model that wrote them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import SceneclsError, UsageError
 from ..model.bundle import Bundle, is_bundle_dir, load_bundle
 from ..model.embeddings_store import (
+    META_NAME,
     SUFFIX,
     EmbeddingsFile,
     MetaFacts,
@@ -20,7 +22,9 @@ from ..model.embeddings_store import (
     open_embeddings,
     read_meta,
 )
+from ..model.history_layout import HISTORY_DIR, history_chunks
 from ..model.resolve import resolve_model
+from ..utc import utc_iso
 from .manifest import MANIFEST_NAME, read_manifest
 
 log = logging.getLogger("scenecls")
@@ -39,6 +43,17 @@ class StoredVideo(MetaFacts):
     name: str
     rel: str
     video: str | None
+
+    def approx_rows(self) -> int:
+        """About how many rows the store holds (from its size; no file is opened)."""
+        width = int(self.meta.get("embed_dim") or 512)
+        size = 2 if self.meta.get("dtype") == "float16" else 4
+        try:
+            if self.path.is_dir():
+                return max(0, (self.path / "embeddings.npy").stat().st_size - 256) // (width * size)
+            return self.path.stat().st_size // (width * size)
+        except OSError:
+            return 0
 
     def open(self, *, frames: bool = True) -> EmbeddingsFile:
         """The file, checked, its rows memory-mapped (``frames=False``: without the
@@ -69,20 +84,54 @@ def _from_file(path: Path) -> StoredVideo:
     return StoredVideo(path, meta, rel, rel, str(video) if video else None)
 
 
+def _from_history(folder: Path) -> tuple[list[StoredVideo], list[Problem]]:
+    """The history chunks of a ``scenecls serve --data`` folder, each a stored "video"
+    named ``CAMERA YYYY-mm-ddTHH:MM:SSZ`` (its start); readable while the service runs."""
+    found: list[StoredVideo] = []
+    problems: list[Problem] = []
+    for chunk in history_chunks(folder):
+        try:
+            meta = read_meta(chunk.path)
+        except StoreError as e:
+            problems.append(Problem(str(chunk.path), str(e)))
+            continue
+        camera = str(meta.get("camera") or chunk.camera)
+        name = f"{camera} {utc_iso(chunk.start, 0)}"
+        rel = f"{chunk.stem}/{chunk.path.name}"
+        found.append(StoredVideo(chunk.path, meta, name, rel, None))
+    return found, problems
+
+
 def collect(paths: Sequence[str | Path]) -> tuple[list[StoredVideo], list[Problem]]:
-    """The stored videos of ``paths`` (embeddings files or annotate output folders), and
+    """The stored videos of ``paths`` (embeddings stores, annotate output folders, serve
+    data folders), and
     the files that are damaged or unreadable (reported, left out). Raises
     :class:`UsageError` for a path that is neither, or a folder without embeddings."""
     found: list[StoredVideo] = []
     problems: list[Problem] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and (path / META_NAME).is_file():  # a store folder
+            try:
+                found.append(_from_file(path))
+            except StoreError as e:
+                problems.append(Problem(str(path), str(e)))
+        elif path.is_dir() and (path / HISTORY_DIR).is_dir():  # a serve --data folder
+            chunks, trouble = _from_history(path)
+            if not chunks and not trouble:
+                raise UsageError(
+                    f"{path}: the service has not stored any history yet: search it once "
+                    "a camera has been analysed for a few seconds"
+                )
+            found.extend(chunks)
+            problems.extend(trouble)
+        elif path.is_dir():
             manifest = path / MANIFEST_NAME
             if not manifest.is_file():
                 raise UsageError(
-                    f"{path} has no {MANIFEST_NAME}: give embeddings files (.npz) or the "
-                    "--out folder of a scenecls annotate run"
+                    f"{path} is no embeddings store and has no {MANIFEST_NAME}: give "
+                    "embeddings stores (run --embeddings), the --out folder of a scenecls "
+                    "annotate run, or the --data folder of scenecls serve"
                 )
             entries = [
                 e
@@ -110,8 +159,9 @@ def collect(paths: Sequence[str | Path]) -> tuple[list[StoredVideo], list[Proble
                 problems.append(Problem(str(path), str(e)))
         else:
             raise UsageError(
-                f"{path}: no such file or folder: give embeddings files (.npz) or the --out "
-                "folder of a scenecls annotate run"
+                f"{path}: no such file or folder: give embeddings stores (run --embeddings), "
+                "the --out folder of a scenecls annotate run, or the --data folder of "
+                "scenecls serve"
             )
     return found, problems
 

@@ -100,6 +100,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         batch=args.batch,
         gate=GateConfig.from_args(args),
         embeddings_dtype=args.embeddings_dtype,
+        flush_seconds=args.flush_seconds,
         region=args.region,
     )
     guard = guard_of(args)

@@ -76,8 +76,10 @@ def add_embeddings_options(g: argparse._ActionsContainer, *, run: bool = True) -
         g.add_argument(
             "--embeddings",
             type=Path,
-            metavar="FILE.npz",
-            help="keep every encoded frame's embedding, for scenecls search and relabel",
+            metavar="STORE",
+            help="keep every encoded frame's embedding in the folder STORE (e.g. "
+            "video.embeddings), for scenecls search, relabel and teach; written as the run "
+            "goes, so a crash loses only the last --flush-seconds",
         )
     g.add_argument(
         "--embeddings-dtype",
@@ -85,6 +87,14 @@ def add_embeddings_options(g: argparse._ActionsContainer, *, run: bool = True) -
         default="float16",
         help="how embeddings are stored: float16 (default, half the size; cosine to "
         "float32 >= 0.9999) or float32 (relabel reproduces the run bit for bit)",
+    )
+    g.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="flush the stored embeddings to the disk at least every S seconds (default "
+        "10): what a crash or power cut can lose",
     )
 
 

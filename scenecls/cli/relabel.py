@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 
 def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -17,11 +17,18 @@ def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
         parents=[common],
         help="label stored embeddings again with other labels, without decoding video",
         description="Write segments, captions and per-frame JSON Lines for the videos "
-        "whose embeddings PATH holds (scenecls run --embeddings files, or scenecls "
-        "annotate folders with the embeddings output), with new labels and smoothing, "
+        "whose embeddings PATH holds (embeddings stores of scenecls run --embeddings, "
+        ".npz files of earlier versions, scenecls annotate folders with the embeddings "
+        "output, or the --data folder of scenecls serve), with new labels and smoothing, "
         "named and laid out as scenecls annotate names them, into DIR.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="embeddings files or annotate folders")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="embeddings stores (run --embeddings; .npz of earlier versions), annotate "
+        "folders or serve data folders",
+    )
     add_output_folder_options(p, RELABEL_KINDS, DEFAULT_RELABEL_OUTPUTS)
     p.add_argument(
         "--model",
@@ -32,7 +39,7 @@ def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
 
 
 def run_relabel(args: argparse.Namespace) -> int:
-    from ..archive.relabel import parse_relabel_outputs, relabel
+    from ..archive.relabel import DEFAULT_RELABEL_OUTPUTS, parse_relabel_outputs, relabel
     from ..archive.stored import bundle_for, collect
     from ..model.scene_model import TextModel, load_labels
     from ..video.smoothing import SmoothingConfig
@@ -43,6 +50,17 @@ def run_relabel(args: argparse.Namespace) -> int:
     videos, problems = collect(args.paths)
     if not videos:
         raise InputError("no usable embeddings: " + "; ".join(p.line for p in problems))
+    history = [v for v in videos if v.meta.get("clock") == "unix"]
+    captions = [k for k in outputs if k in ("srt", "vtt")]
+    if history and captions:
+        if args.outputs == ",".join(DEFAULT_RELABEL_OUTPUTS):  # not asked for: left out
+            outputs = tuple(k for k in outputs if k not in captions)
+        else:
+            raise UsageError(
+                f"{history[0].path} is a service's history, timed in UTC: captions "
+                f"({', '.join(captions)}) would start in 1970; give --outputs "
+                "jsonl,segments,csv"
+            )
     bundle = bundle_for(videos, args.model)
     summary = relabel(
         videos,

@@ -159,7 +159,9 @@ def run_video(args: argparse.Namespace) -> int:
     if args.vtt:
         sinks.append(CaptionSink(args.vtt, "vtt"))
     if args.embeddings:
-        sinks.append(EmbeddingsSink(args.embeddings, args.embeddings_dtype))
+        sinks.append(
+            EmbeddingsSink(args.embeddings, args.embeddings_dtype, flush_seconds=args.flush_seconds)
+        )
     if args.keep_hours is not None and args.segment_minutes is None:
         raise UsageError("--keep-hours needs --segment-minutes (and --out)")
     if args.segment_minutes is not None:

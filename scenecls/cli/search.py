@@ -20,15 +20,16 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         description="Rank the moments of the videos whose embeddings PATH holds by how "
         "well they match QUERY (a text, embedded with the label templates; with --labels "
         "SET.npz, a label taught by example) or --image. "
-        "PATH: embeddings files (scenecls run --embeddings) or scenecls annotate folders "
-        "(annotated with the embeddings output). No video is decoded.",
+        "PATH: embeddings stores (scenecls run --embeddings), scenecls annotate folders "
+        "(annotated with the embeddings output), or the --data folder of scenecls serve "
+        "(its cameras' history, also while the service runs). No video is decoded.",
     )
     p.add_argument(
         "items",
         nargs="+",
         metavar="PATH",
-        help="embeddings files or annotate folders, then the query text (leave the text "
-        "out with --image)",
+        help="embeddings stores, annotate folders or serve data folders, then the query "
+        "text (leave the text out with --image)",
     )
     p.add_argument(
         "--image", type=Path, metavar="FILE", help="find moments that look like this picture"
@@ -64,6 +65,13 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         metavar="COS",
         help="a moment holds the frames scoring within COS of its best one (default 0.02)",
     )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="score every stored row (default: exact up to a million rows; beyond, the "
+        "stores' summary rows are scanned first and only the best groups of rows exactly, "
+        "4x faster)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per moment per line")
     p.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a page of the moments with thumbnails"
@@ -77,6 +85,7 @@ def run_search(args: argparse.Namespace) -> int:
     from ..model.labels import LabelSet, parse_templates
     from ..model.runtimes.base import normalize_rows
     from ..model.scene_model import SceneModel, TextModel
+    from ..utc import utc_iso
     from ..video.sinks import check_writable
 
     items = list(args.items)
@@ -129,7 +138,13 @@ def run_search(args: argparse.Namespace) -> int:
         shown = f"like {args.image.name}"
     t1 = time.perf_counter()
     result = search(
-        videos, query, top=args.top, spread=args.spread, min_gap=args.min_gap, problems=problems
+        videos,
+        query,
+        top=args.top,
+        spread=args.spread,
+        min_gap=args.min_gap,
+        problems=problems,
+        exact=True if args.exact else None,
     )
     t2 = time.perf_counter()
     if args.json:
@@ -138,9 +153,10 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         width = max((len(m.video) for m in result.moments), default=0)
         for m in result.moments:
+            when = utc_iso if m.unix else clock  # a service's history: UTC times
             print(
-                f"{m.score:6.3f}  {m.video:<{width}}  {clock(m.start)} - {clock(m.end)}  "
-                f"best {clock(m.best)}"
+                f"{m.score:6.3f}  {m.video:<{width}}  {when(m.start)} - {when(m.end)}  "
+                f"best {when(m.best)}"
             )
     if args.html is not None:
         write_html(args.html, html_page(shown, result, videos, stop=args.guard.stop))
@@ -152,6 +168,8 @@ def run_search(args: argparse.Namespace) -> int:
             f"embedded in {t1 - t0:.2f} s)",
             file=sys.stderr,
         )
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
         for p in result.problems:
             print(f"left out: {p.line}", file=sys.stderr)
         if args.html is not None:

@@ -35,7 +35,9 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         description="Run the pipeline on one or more cameras (batched through one model) "
         "and serve a live web page, a JSON API, server-sent events and Prometheus metrics. "
         "POST /api/expect sets the label that should be at the pass; a mismatch that lasts "
-        "longer than --alert-after raises one alert (event, snapshot, webhook).",
+        "longer than --alert-after raises one alert (event, snapshot, webhook). With --data "
+        "DIR every camera's history is kept (searchable: GET /api/search, the page, "
+        "scenecls search DIR) and its recordings are played back on the page.",
     )
     p.add_argument(
         "sources",
@@ -75,22 +77,41 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         metavar="DIR",
         help="the service's data folder (created when missing): each camera's settings "
         "(a region set on the page), its examples ('This is: X' on the page) and the "
-        "label set taught from them are kept there and survive a restart",
+        "label set taught from them are kept there and survive a restart; so is each "
+        "camera's history (DIR/history: every analysed frame's embedding, the labels and "
+        "the alerts, written as it goes; searchable on the page, by GET /api/search and by "
+        "'scenecls search DIR TEXT'), and the recordings go to DIR/recordings (WebM, played "
+        "on the page) unless --record says otherwise",
+    )
+    p.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --data: the history is made durable at least every S seconds (default "
+        "10): a crash or power cut loses at most the last S seconds of it",
     )
     g = p.add_argument_group("recordings")
     g.add_argument(
         "--record",
         type=Path,
         metavar="DIR",
-        help="record each camera's annotated video into DIR, as CAMERA-YYYYmmdd-HHMMSS.mp4 "
-        "files that rotate (UTC start times)",
+        help="record each camera's annotated video into DIR, as CAMERA-YYYYmmdd-HHMMSS.webm "
+        "files that rotate (UTC start times); with --data the default DIR is DATA/recordings",
+    )
+    g.add_argument(
+        "--record-format",
+        choices=["webm", "mp4"],
+        default="webm",
+        help="recording files: webm (VP8; the page and any browser play it; the default) or "
+        "mp4 (MPEG-4 part 2: smaller, for desktop players; browsers do not play it)",
     )
     g.add_argument(
         "--segment-minutes",
         type=float,
         default=10.0,
         metavar="M",
-        help="with --record: minutes per file (default 10); each file is complete and "
+        help="minutes per recording file (default 10); each file is complete and "
         "playable as soon as the next starts",
     )
     g.add_argument(
@@ -98,7 +119,7 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         type=float,
         default=24.0,
         metavar="H",
-        help="with --record: delete files older than H hours (default 24; 0: keep all)",
+        help="delete recordings and history older than H hours (default 24; 0: keep all)",
     )
     p.add_argument(
         "--token",
@@ -251,6 +272,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--segment-minutes must be more than 0, not {args.segment_minutes}")
     if not args.keep_hours >= 0:
         raise UsageError(f"--keep-hours must be 0 (keep all) or more, not {args.keep_hours}")
+    if not args.flush_seconds > 0:
+        raise UsageError(f"--flush-seconds must be more than 0, not {args.flush_seconds:g}")
     if args.record is not None and not args.record.is_dir():
         raise UsageError(f"--record {args.record}: no such folder: create it first")
     if args.snapshots is not None:
@@ -356,6 +379,8 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
         regions=args.regions,
         data=args.data,
         credentials=args.credentials,
+        flush_seconds=args.flush_seconds,
+        record_format=args.record_format,
     )
     loop = asyncio.get_running_loop()
     service.events.bind(loop)
@@ -387,8 +412,10 @@ async def _serve(args, names, labelset, model, smoothing, gate) -> int:  # type:
     sockets = listening.sockets
     port = sockets[0].getsockname()[1] if sockets else args.port
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"scenecls: serving {len(names)} camera(s) on http://{host}:{port}/", file=sys.stderr,
-          flush=True)  # fmt: skip
+    # one write, line and newline together: print() writes them apart, and a thread's
+    # log line (MQTT, the history) could land between them
+    sys.stderr.write(f"scenecls: serving {len(names)} camera(s) on http://{host}:{port}/\n")
+    sys.stderr.flush()
     stop = asyncio.Event()
     signals = 0
 

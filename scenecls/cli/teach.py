@@ -26,7 +26,8 @@ def add_teach_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "       %(prog)s --suggest VIDEO|EMBEDDINGS... --count N --out DIR",
         description="Learn a taught label set from EXAMPLES, in about a second: a folder "
         "with one sub-folder of pictures per label (DIR/margherita/*.jpg), VIDEO=MOMENTS.csv "
-        "or EMBEDDINGS.npz=MOMENTS.csv (label,start,end per line, as eval --truth reads). "
+        "or EMBEDDINGS=MOMENTS.csv (label,start,end per line, as eval --truth reads; "
+        "EMBEDDINGS: a store of run --embeddings, or a .npz of earlier versions). "
         "Prints the cross-validated accuracy beside text-only zero-shot's, and writes SET.npz "
         "for --labels of run, annotate, serve, relabel, eval, classify and bench. With "
         "--suggest: write the most distinct moments of videos as pictures to sort into "
@@ -84,7 +85,8 @@ def add_teach_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         nargs="+",
         metavar="VIDEO|EMBEDDINGS",
         help="instead of teaching: write the --count most distinct moments of these videos "
-        "(or embeddings files) as pictures into --out DIR/unsorted/",
+        "(or embeddings stores: run --embeddings; .npz of earlier versions) as pictures "
+        "into --out DIR/unsorted/",
     )
     p.add_argument(
         "--count", type=int, default=24, help="with --suggest: how many pictures (default 24)"
@@ -101,7 +103,7 @@ def run_teach(args: argparse.Namespace) -> int:
     if not args.examples:
         raise UsageError(
             "give EXAMPLES: a folder of label folders, VIDEO=MOMENTS.csv or "
-            "EMBEDDINGS.npz=MOMENTS.csv (see 'scenecls teach --help')"
+            "EMBEDDINGS=MOMENTS.csv (see 'scenecls teach --help')"
         )
     from ..model.labels import label_texts
     from ..model.taught import SUFFIX, teach_embeddings

@@ -18,19 +18,36 @@ search without reading it into memory. Members:
                 ``left == right`` = its own row and weight 0.
 ``gaps``        (G, 2) float64: live input lost from ``[0]`` s, resumed at ``[1]`` s
 
-Files are written whole or not at all (a temporary file renamed into place), so a file
-that exists is complete; a damaged or truncated one is reported by name by
-:func:`open_embeddings`.
+Version 1 (earlier scenecls) wrote that ``.npz`` file whole at the end of a run.
+Version 2, written now, is a *store folder* with the same arrays as growing ``.npy``
+files, written as the run goes (:mod:`.store_writer`), so that a crash loses only what
+came after the last flush::
+
+    STORE/meta.json       the ``meta`` object; "complete": false until the writer closes
+    STORE/embeddings.npy  (R, D) rows        STORE/times.npy   (R,)
+    STORE/spans.npy       (R, 2), or R - 1 while written (the last row's span is open)
+    STORE/frames.npy      (N,) FRAME_DTYPE   STORE/gaps.npy    (G, 2)
+    STORE/summary.npy     (R // 16, D) unit means of each 16 consecutive rows (search)
+    STORE/.writer.lock    held (flock) by a live writer
+
+Each ``.npy`` header holds the row count of the last flush, so
+``numpy.load(STORE + "/embeddings.npy", mmap_mode="r")`` alone reads every flushed row
+(the bytes after it are ignored). :func:`open_embeddings` reads both versions; it cuts a
+torn tail (rows written but not flushed, frames pointing past the rows) and says so in
+:attr:`EmbeddingsFile.notes`, never failing for it. A damaged file is reported by name.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import mmap
 import os
 import struct
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +56,17 @@ import numpy as np
 from ..atomic import default_file_mode
 from ..errors import InputError
 from ..interrupts import track_partial, untrack_partial
+from .growing_npy import HEADER_BYTES, fast_header, read_header
 from .scoring import mix_rows
 
 FORMAT = "scenecls-embeddings"
 VERSION = 1
+"""Format version of the ``.npz`` files (read, no longer written)."""
+STORE_VERSION = 2
+"""Format version of store folders (:mod:`.store_writer`)."""
 SUFFIX = ".npz"
+META_NAME = "meta.json"
+LOCK_NAME = ".writer.lock"
 DTYPES = ("float16", "float32")
 
 FRAME_DTYPE = np.dtype(
@@ -220,7 +243,11 @@ class EmbeddingsFile(MetaFacts):
     """An embeddings file opened for reading (see the module docstring).
 
     ``embeddings`` is memory-mapped (read-only, never loaded whole); the other arrays
-    are small and read into memory. ``meta`` is the JSON object.
+    are small and read into memory. ``meta`` is the JSON object. ``notes``: one line
+    each about what was cut after a crash; ``writing``: a live writer is still
+    adding to it (what is here is everything up to its last flush); ``summary``:
+    ``(S, D)`` unit means of each ``meta["summary_group"]`` consecutive rows (a store
+    folder; None for ``.npz`` files), for :func:`~.vector_scan.coarse_scan`.
     """
 
     path: Path
@@ -230,6 +257,9 @@ class EmbeddingsFile(MetaFacts):
     spans: np.ndarray
     frames: np.ndarray
     gaps: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    writing: bool = False
+    summary: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -273,8 +303,10 @@ def open_embeddings(
     search needs only the rows, their times and spans). Raises :class:`StoreError`
     naming the file when it is missing, not an embeddings file, or damaged."""
     path = Path(path)
+    if path.is_dir():
+        return _open_folder(path, arrays=arrays, frames=frames)
     if not path.is_file():
-        raise StoreError(f"{path}: no such embeddings file")
+        raise StoreError(f"{path}: no such embeddings file or store")
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -282,8 +314,8 @@ def open_embeddings(
         raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
     if head != b"PK\x03\x04":  # not even the start of a ZIP file
         raise StoreError(
-            f"{path} is not a scenecls embeddings file: give .npz files written by "
-            "scenecls run --embeddings, or annotate folders"
+            f"{path} is not a scenecls embeddings file: give stores written by scenecls "
+            "run --embeddings (folders, or .npz files of earlier versions), or annotate folders"
         )
     try:
         size = path.stat().st_size
@@ -297,21 +329,11 @@ def open_embeddings(
                 )
             with zf.open("meta.npy") as f:
                 meta = json.loads(str(np.lib.format.read_array(f, allow_pickle=False)))
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise StoreError(f"{path} is not a scenecls embeddings file")
-            if int(meta.get("version", 0)) > VERSION:
-                raise StoreError(
-                    f"{path} has embeddings format version {meta.get('version')}; this "
-                    f"scenecls reads version {VERSION}: upgrade scenecls"
-                )
+            _check_format(path, meta, VERSION, "file")
             if missing:
                 raise _damaged(path, f"no {', '.join(missing)}")
-            empty2 = np.zeros((0, 2))
             if not arrays:
-                return EmbeddingsFile(
-                    path, meta, np.zeros((0, 0), np.float16), np.zeros(0), empty2,
-                    np.zeros(0, FRAME_DTYPE), empty2,
-                )  # fmt: skip
+                return _meta_only(path, meta)
             small = {"frames": np.zeros(0, FRAME_DTYPE)}
             for name in (
                 ("times", "spans", "frames", "gaps") if frames else ("times", "spans", "gaps")
@@ -377,3 +399,157 @@ def _check(path: Path, meta: dict[str, Any], emb: np.ndarray, small: dict[str, n
         problems.append("gaps are not pairs")
     if problems:
         raise _damaged(path, "; ".join(problems))
+
+
+def writer_alive(folder: Path) -> bool:
+    """Whether a live writer holds the store folder at ``folder`` (its lock is taken)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the lock taken just now
+    return False
+
+
+def _read_folder_meta(path: Path) -> dict[str, Any]:
+    file = path / META_NAME
+    if not file.is_file():
+        raise StoreError(
+            f"{path} is not a scenecls embeddings store (no {META_NAME}): give stores "
+            "written by scenecls run --embeddings, annotate, or a serve --data folder"
+        )
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise StoreError(f"cannot read {file}: {e.strerror or e}") from e
+    except ValueError as e:
+        raise _damaged(path, f"{META_NAME}: {e}") from e
+    _check_format(path, meta, STORE_VERSION, "store")
+    return meta
+
+
+def _meta_only(path: Path, meta: dict[str, Any]) -> EmbeddingsFile:
+    """An opened store of ``meta`` alone: its arrays empty."""
+    empty2 = np.zeros((0, 2))
+    return EmbeddingsFile(
+        path, meta, np.zeros((0, 0), np.float16), np.zeros(0), empty2,
+        np.zeros(0, FRAME_DTYPE), empty2,
+    )  # fmt: skip
+
+
+def _check_format(path: Path, meta: object, version: int, kind: str) -> None:
+    """Refuse a ``meta`` that is not ours, or of a format version after ``version``."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StoreError(f"{path} is not a scenecls embeddings {kind}")
+    if int(meta.get("version", 0)) > version:
+        raise StoreError(
+            f"{path} has embeddings format version {meta.get('version')}; this scenecls "
+            f"reads up to version {version}: upgrade scenecls"
+        )
+
+
+def _grown(path: Path, *, mapped: bool) -> tuple[np.ndarray, int]:
+    """The flushed rows of the growing ``.npy`` file at ``path`` (memory-mapped when
+    ``mapped``) and how many bytes follow them (written but never flushed)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        dtype, shape, offset = fast_header(f.read(HEADER_BYTES))
+        if offset < 0:  # not a header of ours: numpy's own reading
+            dtype, shape, offset = read_header(f)
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        count = shape[0]
+        have = (size - offset) // row_bytes if row_bytes else 0
+        if have < count:
+            raise ValueError(f"{path.name} ends inside its flushed rows")
+        extra = size - offset - count * row_bytes
+        if count == 0:
+            return np.zeros(shape, dtype), int(extra)
+        if mapped:  # the pages are read when touched
+            view = mmap.mmap(f.fileno(), offset + count * row_bytes, access=mmap.ACCESS_READ)
+            array = np.frombuffer(
+                view, dtype=dtype, count=count * (row_bytes // dtype.itemsize), offset=offset
+            )
+        else:
+            f.seek(offset)
+            array = np.frombuffer(f.read(count * row_bytes), dtype=dtype)
+    return array.reshape(shape), int(extra)
+
+
+def _open_folder(path: Path, *, arrays: bool, frames: bool) -> EmbeddingsFile:
+    """Open the store folder at ``path`` (version 2), cutting a torn tail."""
+    meta = _read_folder_meta(path)
+    if not arrays:
+        return _meta_only(path, meta)
+    missing = [m for m in _MEMBERS[1:] if not (path / f"{m}.npy").is_file()]
+    if missing:
+        raise _damaged(path, f"no {', '.join(m + '.npy' for m in missing)}")
+    writing = not meta.get("complete") and writer_alive(path)
+    unflushed = 0
+    try:
+        emb, extra = _grown(path / "embeddings.npy", mapped=True)
+        unflushed += extra // max(1, emb.dtype.itemsize * max(1, emb.shape[1]))
+        times, _ = _grown(path / "times.npy", mapped=True)  # a search reads a few of them
+        spans, _ = _grown(path / "spans.npy", mapped=True)
+        gaps, _ = _grown(path / "gaps.npy", mapped=False)
+        summary = None
+        if (path / "summary.npy").is_file():
+            summary, _ = _grown(path / "summary.npy", mapped=True)
+        if frames:
+            records, _ = _grown(path / "frames.npy", mapped=False)
+        else:
+            records = np.zeros(0, FRAME_DTYPE)
+    except (ValueError, OSError, EOFError) as e:
+        raise _damaged(path, str(e) or type(e).__name__) from e
+    if emb.ndim != 2 or emb.dtype.kind != "f":
+        raise _damaged(path, f"embeddings of shape {emb.shape} and type {emb.dtype}")
+    notes: list[str] = []
+    rows = min(len(emb), len(times))
+    cut = len(emb) - rows
+    emb, times = emb[:rows], np.asarray(times[:rows], np.float64)
+    if len(records) and records.dtype == FRAME_DTYPE:
+        beyond = np.flatnonzero(np.maximum(records["left"], records["right"]) >= rows)
+        if len(beyond):
+            records = records[: beyond[0]]
+    last_time = float(records["time"][-1]) if len(records) else (float(times[-1]) if rows else 0.0)
+    spans = np.asarray(spans, np.float64).reshape(-1, 2)[:rows]
+    if len(spans) < rows:  # the open span(s): from the row's time to the next row or the end
+        fill = np.empty((rows - len(spans), 2))
+        fill[:, 0] = times[len(spans) :]
+        fill[:-1, 1] = times[len(spans) + 1 :]
+        fill[-1, 1] = max(float(times[-1]), last_time)
+        spans = np.concatenate([spans, fill])
+    if not meta.get("complete"):
+        end = max(float(spans[-1, 1]) if rows else 0.0, last_time)
+        meta = {**meta, "end": end, "rows": rows}
+        if not writing:
+            lost = unflushed + cut
+            when = f"{end:.1f} s"
+            if meta.get("clock") == "unix":  # a service's history
+                when = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            notes.append(
+                f"{path}: its writer ended without closing it (a crash or kill): read up to "
+                f"the last flush ({when})"
+                + (f"; {lost} row{'s' * (lost != 1)} after it cut" if lost else "")
+            )
+    group = int(meta.get("summary_group") or 0)
+    if (
+        summary is not None
+        and group > 0
+        and summary.ndim == 2
+        and summary.shape[1:] == emb.shape[1:]
+    ):
+        summary = summary[: rows // group]
+    else:
+        summary = None
+    store = EmbeddingsFile(
+        path, meta, emb, times, spans, records, np.asarray(gaps), notes, writing, summary
+    )
+    _check(path, meta, emb, {"times": times, "spans": spans, "frames": records, "gaps": gaps})
+    return store

@@ -83,3 +83,76 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         cut = np.arange(n)
     order = np.lexsort((cut, -scores[cut]))
     return cut[order][:k]
+
+
+SUMMARY_GROUP = 16
+"""Rows per summary row of a store (format 2): each summary row is the unit mean of
+this many consecutive rows."""
+
+
+def summary_scores(
+    summary: np.ndarray, query: np.ndarray, group: int, lo: int, hi: int, threads: int = 1
+) -> np.ndarray:
+    """``(G,)`` float32 scores of the summary rows of the whole groups of rows that
+    ``[lo, hi)`` touches: groups ``lo // group`` up to ``hi // group`` (at most the
+    summary's length), for :func:`coarse_scan` and :func:`group_threshold`."""
+    first, last = lo // group, min(len(summary), hi // group)
+    return scan(summary[first : max(first, last)], query, threads=threads)
+
+
+def group_threshold(scores: list[np.ndarray], keep: int) -> float:
+    """The summary score of the ``keep``-th best group over all ``scores`` (of several
+    stores): :func:`coarse_scan` scans the groups at or above it exactly. ``-inf`` when
+    there are no more groups than ``keep``."""
+    every = np.concatenate([s for s in scores if len(s)] or [np.zeros(0, np.float32)])
+    if len(every) <= keep:
+        return -np.inf
+    return float(np.partition(every, len(every) - keep)[len(every) - keep])
+
+
+def coarse_scan(
+    rows: np.ndarray,
+    query: np.ndarray,
+    summary: np.ndarray | None,
+    group: int = SUMMARY_GROUP,
+    keep: int = 48,
+    lo: int = 0,
+    hi: int | None = None,
+    threads: int = 1,
+    threshold: float | None = None,
+    coarse: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(hi - lo,)`` float32 dot products of ``rows[lo:hi]`` with ``query`` where they
+    may matter, ``-inf`` elsewhere: the ``summary`` rows (``(S, D)``: unit means of
+    ``group`` consecutive rows each) are scanned first (``coarse``: their
+    :func:`summary_scores`, when already known), and only the rows of the ``keep`` best
+    groups (or, given a ``threshold`` of several stores' groups, of the groups scoring
+    at least that), and the rows after the last whole group, are scanned exactly.
+    Consecutive rows of a video are near one another, so the best rows lie in the best
+    groups (how often they do is measured by ``scripts/bench_history.py``); without a
+    summary every row is scanned (exact)."""
+    hi = len(rows) if hi is None else hi
+    n = hi - lo
+    if summary is None or n <= 0:
+        return scan(rows[lo:hi], query, threads=threads)
+    first = lo // group
+    last = max(first, min(len(summary), hi // group))  # whole groups only
+    if threshold is None and last - first <= keep:
+        return scan(rows[lo:hi], query, threads=threads)
+    if coarse is None:
+        coarse = summary_scores(summary, query, group, lo, hi, threads)
+    if threshold is None:
+        best = np.sort(top_k(coarse, keep)) + first
+    else:
+        best = np.flatnonzero(coarse >= threshold) + first
+    idx = (best[:, None] * group + np.arange(group)).reshape(-1)
+    idx = idx[(idx >= lo) & (idx < hi)]
+    tail = np.arange(max(lo, last * group), hi)
+    idx = np.concatenate([idx, tail])
+    out = np.full(n, -np.inf, np.float32)
+    if len(idx):
+        out[idx - lo] = scan(np.asarray(rows[idx]), query, threads=threads)
+    if threshold is not None and len(tail):  # rows after the last group: as good as one
+        weak = tail[out[tail - lo] < threshold]
+        out[weak - lo] = -np.inf
+    return out

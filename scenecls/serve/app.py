@@ -39,6 +39,7 @@ from .access import (
 from .connections import BODY_TIMEOUT, head_done, write_or_drop
 from .guard import BadInput, check_order
 from .headers import add_security_headers, page_html
+from .history_api import IMAGE_MAX, IMAGE_TYPES, HistoryApi
 from .hosts import HostPolicy, json_content, refused_host
 from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
 from .service import Service
@@ -141,24 +142,37 @@ async def _request_body(request: web.Request, handler: Any) -> web.StreamRespons
 
     - a POST or DELETE under ``/api/`` must say ``Content-Type: application/json`` (415
       otherwise): the types a page of another site may send without asking first
-      (``text/plain``, forms) are never taken for JSON (see :mod:`.hosts`);
+      (``text/plain``, forms) are never taken for JSON (see :mod:`.hosts`); but for
+      ``POST /api/search``, which takes a picture: ``image/jpeg`` or ``image/png`` (which
+      no other site's page may send without asking first either);
     - it is read whole within :data:`.connections.BODY_TIMEOUT` seconds (408 after:
-      slow-loris in the body), and a ``Content-Length`` over :data:`MAX_BODY` is refused
-      before a byte of it is read (413); both close the connection."""
+      slow-loris in the body), and a ``Content-Length`` over :data:`MAX_BODY` (a
+      picture: :data:`.history_api.IMAGE_MAX`) is refused before a byte of it is read
+      (413); both close the connection."""
     changes = request.method not in SAFE_METHODS and request.path.startswith("/api/")
     routed = request.match_info.http_exception is None  # (else: 404 or 405 below)
-    if changes and routed and not json_content(request):
+    picture = routed and request.method == "POST" and request.path == "/api/search"
+    limit = IMAGE_MAX if picture else MAX_BODY
+    if picture and request.content_type not in IMAGE_TYPES:
+        return _error(
+            415,
+            f"send the picture as Content-Type: image/jpeg or image/png (not "
+            f"{_shown(request.content_type)})",
+        )
+    if changes and routed and not picture and not json_content(request):
         return _error(
             415,
             f"send Content-Type: application/json (not {_shown(request.content_type)}) "
             "with every POST and DELETE under /api/",
         )
+    if picture:
+        request = request.clone(client_max_size=IMAGE_MAX)
     if request.body_exists:
         length = request.content_length
         reply: web.Response | None = None
-        if length is not None and length > MAX_BODY:
+        if length is not None and length > limit:
             reply = _error(
-                413, f"Request Entity Too Large: {length} bytes; at most {MAX_BODY} are taken"
+                413, f"Request Entity Too Large: {length} bytes; at most {limit} are taken"
             )
         else:
             try:
@@ -171,6 +185,8 @@ async def _request_body(request: web.Request, handler: Any) -> web.StreamRespons
                 )
             except web.RequestPayloadError:  # a broken chunked encoding, a cut body
                 reply = _error(400, "the request body is malformed: send it whole, as declared")
+            except web.HTTPRequestEntityTooLarge:  # a chunked body over the limit
+                reply = _error(413, f"Request Entity Too Large: at most {limit} bytes are taken")
         if reply is not None:
             reply.force_close()
             return reply
@@ -221,6 +237,8 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/stream/{camera}", _mjpeg)
     app.router.add_get("/snapshot/{camera}", _snapshot)
+    # the history: timeline, search, recordings (see .history_api)
+    app.router.add_routes(HistoryApi(service).routes())
     return app
 
 

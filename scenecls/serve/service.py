@@ -7,6 +7,11 @@ drawn into a JPEG for the live view.
 All per-camera state is changed under one lock, by the engine thread (frames), the
 camera threads (lost/restored), the web server (expectations, regions) and the teaching
 worker (a camera's new classifier, swapped in between two frames).
+
+With a data folder the service keeps each camera's history there (:mod:`.history`:
+every analysed frame's embedding, the label segments and the events, written on a
+thread of their own) and records the cameras into ``DATA/recordings`` (unless
+``record`` puts them elsewhere) as WebM, which the page plays.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,8 +32,12 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from ..errors import RegionError, SceneclsError
-from ..model.scene_model import LabelSource, SceneModel, load_labels
+from ..errors import OutputError, RegionError, SceneclsError
+from ..model.embeddings_store import store_meta
+from ..model.history_layout import RECORDINGS_DIR
+from ..model.labels import LabelSet
+from ..model.runtimes.base import normalize_rows
+from ..model.scene_model import LabelSource, SceneModel, load_labels, model_meta
 from ..model.taught import Scorer, scores_of
 from ..region import Region
 from ..types import Prediction
@@ -41,13 +50,20 @@ from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
 from .camera import Camera
 from .events import EventHub
-from .settings import UNSET, CameraSettings
+from .history import HistoryWriter, check_history_model
+from .recordings import Recordings, ThumbnailCache
+from .settings import UNSET, CameraSettings, camera_file_stem
 from .teaching import Teacher, TeachingRefused
 from .webhook import WebhookSender
 
 log = logging.getLogger("scenecls")
 
 JPEG_QUALITY = 80
+HISTORY_EVENTS = frozenset(
+    {"alert", "alert_resolved", "expectation_set", "expectation_cleared", "source_lost",
+     "source_restored", "region_changed"}
+)  # fmt: skip
+"""The events kept in the history (with the label segments)."""
 
 
 @dataclass
@@ -91,6 +107,13 @@ class Service:
     ``credentials``: ``(user, password)`` per camera name, put into that camera's stream
     URL only when it is opened. What the service shows or sends (status, events, alert
     snapshots: the file name in ``snapshots``) never holds a password or a local path.
+
+    ``data``: the data folder (settings, corrections, and the history: see
+    :mod:`.history`; ``flush_seconds``: the most history a crash may lose). Recordings
+    go to ``record``, else to ``DATA/recordings`` (``record_format``: ``webm``, which
+    browsers play, or ``mp4``); files and history older than ``keep_hours`` are deleted.
+    A data folder whose history another model wrote is refused
+    (:class:`~scenecls.errors.UsageError`).
     """
 
     def __init__(
@@ -114,15 +137,38 @@ class Service:
         regions: dict[str, Region | None] | None = None,
         data: Path | None = None,
         credentials: dict[str, tuple[str, str]] | None = None,
+        flush_seconds: float = 10.0,
+        record_format: str = "webm",
     ) -> None:
         self.model = model
+        self.data = data
+        bundle = getattr(model, "bundle", None)
+        if data is not None and bundle is not None:  # before anything is written there
+            check_history_model(data, bundle.fingerprint, bundle.model_id)
+        if data is not None and record is None:
+            record = Path(data) / RECORDINGS_DIR
+            try:
+                record.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(
+                    f"--data {data}: cannot create {record} ({e.strerror or e}): pick a "
+                    "writable folder"
+                ) from e
+        self.record = record
+        self.keep_hours = keep_hours or None
+        self.stems = {name: camera_file_stem(name) for name, _ in sources}
+        self._gate_config = gate or GateConfig()
+        self.max_fps = max_fps
+        self._encode_lock = threading.Lock()  # the encoder: the engine, and image searches
+        self._text_lock = threading.Lock()
+        self._queries: dict[str, np.ndarray] = {}
         self.encoder_calls = EncoderCalls()
         self.labelset = labelset
         source = load_labels(labelset)
         self.scorer = model.scorer(source)  # text labels or a taught set
         self.names = list(self.scorer.names)
         self._t0 = time.monotonic()
-        self._wall0 = time.time() - (time.monotonic() - self._t0)
+        self._wall0 = time.time() - (time.monotonic() - self._t0)  # UNIX s at clock 0
         self.events = EventHub()
         self.mqtt: Any = None  # the MQTT bridge, when there is one (its status is shown)
         self.snapshots = snapshots
@@ -150,10 +196,12 @@ class Service:
             if record is not None:
                 self.states[name].recorder = RecordingSink(
                     record,
-                    prefix=name,
+                    prefix=self.stems[name],
                     segment=segment_minutes * 60,
                     keep=None if keep_hours is None else keep_hours * 3600,
                     fps=max_fps,
+                    format=record_format,
+                    wall_base=self._wall0,
                 )
         # --data DIR: per-camera settings that survive a restart
         self.settings = CameraSettings(data) if data is not None else None
@@ -163,6 +211,19 @@ class Service:
         self.teacher = Teacher(model, source, self.scorer, list(self.states), data, self._taught)
         for name, st in self.states.items():
             st.scorer = self.teacher.scorer(name)
+        # the history (--data) and the recordings it links to
+        self.recordings = Recordings(
+            record, {n: (self.stems[n], st.recorder) for n, st in self.states.items()},
+            self.keep_hours,
+        )  # fmt: skip
+        self.thumbnails = ThumbnailCache()
+        self.history: HistoryWriter | None = None
+        if data is not None:
+            self.history = HistoryWriter(
+                data, self.stems, self._chunk_meta, model.embed_dim,
+                flush_seconds=flush_seconds, keep_hours=self.keep_hours,
+            )  # fmt: skip
+            self.events.add_listener(self._history_event)
 
     def _start_region(self, name: str, given: Region | None) -> None:
         """The region ``name`` starts with: ``given`` (the command line's, saved), else
@@ -190,9 +251,15 @@ class Service:
         stamp = datetime.fromtimestamp(self._wall0 + t, timezone.utc)
         return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
+    def unix(self, t: float) -> float:
+        """Service-clock seconds -> UNIX seconds (what the history keeps)."""
+        return self._wall0 + t
+
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> Service:
+        if self.history is not None:
+            self.history.start()
         for st in self.states.values():
             st.camera.start()
         self._engine.start()
@@ -205,11 +272,17 @@ class Service:
         self._engine.join(5.0)
         for st in self.states.values():
             st.camera.stop()
+            if self.history is not None:  # the open segment ends now
+                with self.lock:
+                    closed = st.tracker.close(self.clock())
+                self._history_segment(st, closed)
             if st.recorder is not None and st.recording:
                 try:  # the file being written is finalised, playable
                     st.recorder.finish(())
                 except Exception as e:
                     log.error("camera %s: finishing the recording failed: %s", st.camera.name, e)
+        if self.history is not None:
+            self.history.stop()  # every chunk closed, complete
         if self.webhook is not None:
             self.webhook.close()
 
@@ -297,6 +370,12 @@ class Service:
         for i, ((st, frame), s) in enumerate(zip(batch, scores, strict=True)):
             sample = None if looks is None else (looks[i], rows[i])
             self._analyse(st, frame, s, encoded, sample)
+            if self.history is not None:  # (queued: the disk never holds this loop up)
+                # embeddings[i]: the very array the gate reuses, so a row is kept once
+                self.history.frame(
+                    st.camera.name, self._wall0 + frame.timestamp, frame.index,
+                    embeddings[i], encoded,
+                )  # fmt: skip
 
     def _encode(self, images_bgr: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 unit embeddings of the changed cameras' frames (BGR), in one
@@ -304,9 +383,10 @@ class Service:
         if not images_bgr:
             return np.zeros((0, self.model.embed_dim), np.float32)
         pixels = self.model.preprocess(images_bgr)
-        t0 = time.perf_counter()
-        embeddings = self.model.image_encoder(pixels)
-        self.encoder_calls.add(len(images_bgr), time.perf_counter() - t0)
+        with self._encode_lock:
+            t0 = time.perf_counter()
+            embeddings = self.model.image_encoder(pixels)
+            self.encoder_calls.add(len(images_bgr), time.perf_counter() - t0)
         return embeddings
 
     def _analyse(
@@ -326,6 +406,8 @@ class Service:
             st.encoded += int(encoded)
             st.analysed_at.append(frame.timestamp)
             st.latencies.append(time.monotonic() - frame.captured_at)
+            if pred.closed is not None:
+                self._history_segment(st, pred.closed)
             if pred.segment_started:
                 self._publish(
                     "segment",
@@ -401,6 +483,138 @@ class Service:
     def _publish(self, kind: str, st: CameraState, *, time: float, **data: Any) -> None:
         self.events.publish(kind, {"camera": st.camera.name, **data}, time)
 
+    # -- history -----------------------------------------------------------------------
+
+    def _chunk_meta(self, name: str) -> dict[str, Any]:
+        """The ``meta.json`` object of a new history chunk of camera ``name`` (the model
+        facts as run, the source without credentials, the gate and region)."""
+        st = self.states[name]
+        with self.lock:
+            region = st.region
+        cam = st.camera
+        return store_meta(
+            model=model_meta(self.model),
+            source=cam.source,
+            input_path=None,
+            dtype="float16",
+            end_time=0.0,
+            settings={
+                "gate": asdict(self._gate_config),
+                "analysis_fps": self.max_fps,
+                "region": None if region is None else region.to_json(),
+            },
+            extra={"live": True, "fps": cam.fps, "size": list(cam.size) if cam.size else None},
+        )
+
+    def _history_segment(self, st: CameraState, segment: Any) -> None:
+        """A closed segment (service clock) into the camera's history."""
+        if self.history is not None and segment is not None:
+            self.history.segment(
+                st.camera.name, segment.label, self._wall0 + segment.start,
+                self._wall0 + segment.end, segment.confidence,
+            )  # fmt: skip
+
+    def _history_event(self, event: dict[str, Any]) -> None:
+        """An event of the hub into its camera's history (see :meth:`_event_line`)."""
+        line = self._event_line(event)
+        if self.history is not None and line is not None:
+            self.history.event(*line)
+
+    def _event_line(self, event: dict[str, Any]) -> tuple[str, str, float, dict[str, Any]] | None:
+        """``(camera, kind, UNIX s, fields)`` of an event of the hub as the history keeps
+        it: an alert's fields flattened, its times UNIX s, ``id`` the alert's (else the
+        event's); None for the kinds it does not keep."""
+        kind, camera = event.get("type"), event.get("camera")
+        if kind not in HISTORY_EVENTS or camera not in self.states:
+            return None
+        data = {k: v for k, v in event.items() if k not in ("type", "time", "camera", "id")}
+        data["id"] = event.get("id")
+        alert = data.pop("alert", None)
+        if isinstance(alert, dict):
+            data.update({k: v for k, v in alert.items() if k != "camera"})
+            for key in ("started", "raised", "resolved"):
+                if isinstance(data.get(key), int | float):
+                    data[key] = round(self._wall0 + data[key], 3)
+        expected = data.get("expected")
+        if isinstance(expected, dict) and isinstance(expected.get("set_at"), int | float):
+            data["expected"] = {**expected, "set_at": round(self._wall0 + expected["set_at"], 3)}
+        return str(camera), str(kind), self._wall0 + float(event["time"]), data
+
+    def history_status(self, camera: str) -> dict[str, Any]:
+        """``{"enabled", "writing", "error", ...}``: whether ``camera``'s history is being
+        written, and why not (see :meth:`.HistoryWriter.status`)."""
+        if self.history is None:
+            return {"enabled": False, "writing": False, "error": None}
+        return {"enabled": True, **self.history.status(camera)}
+
+    def memory_labels(self, camera: str, since: float, until: float) -> list[dict[str, Any]]:
+        """``camera``'s closed segments this process remembers (the newest 1000) that
+        overlap ``[since, until]``, UNIX s: what a service without history shows."""
+        st = self.states[camera]
+        with self.lock:
+            done = list(st.tracker.segments)
+        rows = []
+        for seg in done:
+            start, end = self._wall0 + seg.start, self._wall0 + seg.end
+            if end >= since and start <= until:
+                rows.append(_label_row(seg.label, start, end, seg.confidence))
+        return rows
+
+    def open_label(self, camera: str) -> dict[str, Any] | None:
+        """``camera``'s segment in progress (UNIX s, ending now), or None."""
+        st = self.states[camera]
+        now = self.clock()
+        with self.lock:
+            current = st.tracker.open_segment(now)
+        if current is None:
+            return None
+        start, end = self._wall0 + current.start, self._wall0 + current.end
+        return _label_row(current.label, start, end, current.confidence)
+
+    def memory_events(self, camera: str, since: float, until: float) -> list[dict[str, Any]]:
+        """``camera``'s recent events of the kinds the history keeps, as it keeps them
+        (UNIX s): what a service without history shows."""
+        found = []
+        for event in self.events.recent(tuple(HISTORY_EVENTS), limit=1000):
+            if event.get("camera") != camera:
+                continue
+            line = self._event_line(event)
+            if line is not None and since <= line[2] <= until:
+                _, kind, t, data = line
+                found.append({"kind": kind, "time": round(t, 3), **data})
+        return found
+
+    # -- search queries ----------------------------------------------------------------
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """The ``(D,)`` float32 unit embedding of a search text, embedded as the labels are
+        (the label templates, prompt-ensembled; as ``scenecls search`` does)."""
+        key = text.strip()
+        with self._text_lock:
+            if key in self._queries:
+                return self._queries[key]
+            row = np.asarray(self.model.embed_labels(LabelSet.from_names([key]))[0], np.float32)
+            self._queries[key] = row
+            while len(self._queries) > 128:
+                self._queries.pop(next(iter(self._queries)))
+            return row
+
+    def embed_image(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The ``(D,)`` float32 unit embedding of a picture (HxWx3 uint8 BGR), by the
+        service's image encoder (between two of the engine's calls)."""
+        pixels = self.model.preprocess([image_bgr])
+        with self._encode_lock:
+            row = self.model.image_encoder(pixels)
+        return normalize_rows(np.asarray(row, np.float32))[0]
+
+    def current_embedding(self, camera: str) -> np.ndarray | None:
+        """The ``(D,)`` float32 embedding of ``camera``'s last encoded frame; None when
+        none since the start, a region change or a gap."""
+        st = self.states[camera]
+        with self.lock:
+            sample = st.sample
+        return None if sample is None else np.asarray(sample[1], np.float32)
+
     def _on_camera_state(self, cam: Camera, status: str, error: str | None) -> None:
         st = self.states.get(cam.name)
         if st is None:  # during construction
@@ -408,7 +622,7 @@ class Service:
         now = self.clock()
         with self.lock:
             if status == "retrying":
-                st.tracker.close(now)  # the gap ends the open segment
+                self._history_segment(st, st.tracker.close(now))  # the gap ends the segment
                 st.smoother.reset()
                 st.gate.reset()
                 st.prediction = None
@@ -569,6 +783,7 @@ class Service:
             "region": None if st.region is None else st.region.to_json(),
             "region_error": st.region_error,
             "teaching": self.teacher.status(cam.name),
+            "history": self.history_status(cam.name),
         }
 
     def segments(self, camera: str, since: float) -> dict[str, Any]:
@@ -601,3 +816,9 @@ class Service:
             if ok and seq > st.jpeg_seq:
                 st.jpeg, st.jpeg_seq = buf.tobytes(), seq
             return st.jpeg_seq, st.jpeg
+
+
+def _label_row(label: str, start: float, end: float, confidence: float) -> dict[str, Any]:
+    """A label segment as the history keeps it (UNIX s)."""
+    return {"label": label, "start": round(start, 3), "end": round(end, 3),
+            "confidence": round(float(confidence), 4)}  # fmt: skip

@@ -34,17 +34,17 @@ def teach(
     ``.report`` holds its cross-validated accuracy).
 
     ``examples``: a folder of label folders, ``"VIDEO=MOMENTS.csv"``,
-    ``"EMBEDDINGS.npz=MOMENTS.csv"``, a list of these, or an :class:`ExampleSet` of
-    embeddings made by ``model``. ``model``: a loaded :class:`~scenecls.SceneModel` or
-    what :func:`~scenecls.load_model` takes. ``labels``: text for labels (any
-    ``--labels`` form; in a TOML file ``name = []`` means examples only), and labels
-    with text only. Labels only the examples name get their name as text when
-    ``text_from_names``. ``region``: the part of the frame to learn from (a
-    :class:`~scenecls.region.Region` or ``"x,y,w,h"``). ``fps``: frames per second of a
-    moment taken as examples. ``classifier``: ``auto`` (chosen by cross-validation) or
-    one of ``means``, ``cache``, ``linear``. ``unknown_quantile``: the share of held-out
-    examples that may fall below the ``unknown`` threshold (default 0.01; 0: never
-    unknown)."""
+    ``"EMBEDDINGS=MOMENTS.csv"`` (an embeddings store), a list of these, or an
+    :class:`ExampleSet` of embeddings made by ``model``. ``model``: a loaded
+    :class:`~scenecls.SceneModel` or what :func:`~scenecls.load_model` takes.
+    ``labels``: text for labels (any ``--labels`` form; in a TOML file ``name = []``
+    means examples only), and labels with text only. Labels only the examples name get
+    their name as text when ``text_from_names``. ``region``: the part of the frame to
+    learn from (a :class:`~scenecls.region.Region` or ``"x,y,w,h"``). ``fps``: frames
+    per second of a moment taken as examples. ``classifier``: ``auto`` (chosen by
+    cross-validation) or one of ``means``, ``cache``, ``linear``. ``unknown_quantile``:
+    the share of held-out examples that may fall below the ``unknown`` threshold
+    (default 0.01; 0: never unknown)."""
     if classifier not in CLASSIFIERS:
         raise UsageError(
             f"--classifier must be one of {', '.join(CLASSIFIERS)}, not {classifier!r}"

@@ -9,8 +9,9 @@ moments of videos, and from moments of stored embeddings (no video decoded).
   eval --truth`` reads (``label,start,end`` in seconds). Frames are taken at
   ``fps`` inside each moment; the frames of one moment are one group for
   cross-validation, so neighbouring frames never sit on both sides of a fold.
-- ``EMBEDDINGS.npz=MOMENTS.csv``: the same moments of an embeddings file written by
-  ``scenecls run --embeddings`` or ``annotate`` (it must come from the same model).
+- ``EMBEDDINGS=MOMENTS.csv``: the same moments of an embeddings store written by
+  ``scenecls run --embeddings`` or ``annotate`` (a folder; or a ``.npz`` file of earlier
+  versions; it must come from the same model). Nothing is decoded.
 
 Every problem with an input is found before anything is written, and reported in one
 line naming the input (exit 2).
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError, RegionError, UsageError
 from ..evaluation.evaluate import read_truth_csv
-from ..model.embeddings_store import StoreError, open_embeddings
+from ..model.embeddings_store import META_NAME, SUFFIX, StoreError, open_embeddings
 from ..model.taught import ExampleSet
 from ..region import Region, region_crop
 from ..types import Segment
@@ -41,7 +42,16 @@ log = logging.getLogger("scenecls")
 DEFAULT_FPS = 2.0
 """Frames per second of a moment taken as examples."""
 UNSORTED = "unsorted"
-EMBEDDINGS_SUFFIX = ".npz"
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` names stored embeddings: a store folder (one holding
+    ``meta.json``, as ``scenecls run --embeddings`` and ``annotate`` write it), or a
+    ``.npz`` file of earlier versions (told by its name alone: it may not exist)."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / META_NAME).is_file()
+    return p.suffix.lower() == SUFFIX
 
 
 class ExampleError(UsageError):
@@ -66,23 +76,26 @@ def parse_inputs(specs: Sequence[str]) -> list[ExampleInput]:
         text = str(spec)
         target, sep, csv = text.rpartition("=") if "=" in text else (text, "", "")
         path = Path(target)
+        stored = is_store(path)
         if sep:
-            if not path.is_file():
-                raise ExampleError(f"{text}: {target} is not a file: give VIDEO=MOMENTS.csv")
+            if not (path.is_file() or (stored and path.is_dir())):
+                raise ExampleError(
+                    f"{text}: {target} is neither a video nor an embeddings store: give "
+                    "VIDEO=MOMENTS.csv or EMBEDDINGS=MOMENTS.csv"
+                )
             moments = tuple(read_truth_csv(Path(csv)))
-            kind = "stored" if path.suffix.lower() == EMBEDDINGS_SUFFIX else "video"
-            out.append(ExampleInput(kind, path, moments, text))
-        elif path.is_dir():
-            out.append(ExampleInput("images", path, text=text))
-        elif path.is_file():
+            out.append(ExampleInput("stored" if stored else "video", path, moments, text))
+        elif path.is_file() or (stored and path.is_dir()):
             raise ExampleError(
                 f"{text}: say which moments of it show which label: {text}=MOMENTS.csv "
                 "(label,start,end per line, as scenecls eval --truth reads)"
             )
+        elif path.is_dir():
+            out.append(ExampleInput("images", path, text=text))
         else:
             raise ExampleError(
                 f"{text} does not exist: give a folder of label folders, VIDEO=MOMENTS.csv "
-                "or EMBEDDINGS.npz=MOMENTS.csv"
+                "or EMBEDDINGS=MOMENTS.csv (an embeddings store)"
             )
     if not out:
         raise ExampleError("no examples given")
@@ -238,12 +251,14 @@ def _encode(
 
 
 def _from_store(model: Any, item: ExampleInput, region: Region | None, fps: float) -> ExampleSet:
-    """Frames of ``item``'s moments from its embeddings file: the analysed frame on show
+    """Frames of ``item``'s moments from its embeddings store: the analysed frame on show
     at each sampled time, rebuilt as the run built it."""
     try:
         store = open_embeddings(item.path)
     except StoreError as e:
         raise ExampleError(f"{item.text}: {e}") from None
+    for note in store.notes:  # cut after a crash: what was flushed is used
+        log.warning("%s", note)
     mine = getattr(getattr(model, "bundle", None), "fingerprint", None)
     theirs = store.meta.get("model_fingerprint")
     if mine is not None and theirs != mine:

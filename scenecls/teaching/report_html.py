@@ -30,6 +30,7 @@ from ..model.embeddings_store import StoreError, read_meta
 from ..model.taught import TaughtSet
 from ..region import Region, region_crop
 from ..video.sources.images import read_image
+from .examples import is_store
 from .suggest import frames_at
 
 THUMB_SIDE = 240
@@ -84,12 +85,17 @@ def _moment(source: str) -> tuple[str, float] | None:
     return (path, seconds) if math.isfinite(seconds) else None
 
 
+def _there(p: Path) -> bool:
+    """A file, or a store folder (the stored embeddings of an example's moment)."""
+    return p.is_file() or (p.is_dir() and is_store(p))
+
+
 def _find(path: str, base: Path | None) -> Path | None:
     """``path`` as given, else relative to ``base`` (the taught set's folder)."""
     p = Path(path)
-    if p.is_file():
+    if _there(p):
         return p
-    if base is not None and not p.is_absolute() and (base / p).is_file():
+    if base is not None and not p.is_absolute() and _there(base / p):
         return base / p
     return None
 
@@ -98,7 +104,7 @@ def example_image(
     source: str, region: Region | None, base: Path | None = None
 ) -> tuple[np.ndarray | None, str]:
     """What the classifier saw of the example ``source`` (an image file, or
-    ``PATH@SECONDS`` of a video or embeddings file): ``(image, "")`` with ``image``
+    ``PATH@SECONDS`` of a video or embeddings store): ``(image, "")`` with ``image``
     HxWx3 uint8 BGR (``region``'s crop when given), or ``(None, reason)`` when it cannot
     be read. Relative paths are tried as given, then under ``base``."""
     moment = _moment(source)
@@ -115,14 +121,15 @@ def example_image(
         path, seconds = moment
         found = _find(path, base)
         if found is None:
-            kind = "embeddings file" if path.lower().endswith(".npz") else "video"
+            stored = is_store(path) or path.endswith(".embeddings")
+            kind = "embeddings store" if stored else "video"
             return None, f"{kind} {path} not found"
         video = found
-        if found.suffix.lower() == ".npz":
+        if is_store(found):
             try:
                 named = read_meta(found).get("input")
             except StoreError:
-                return None, f"{path} is no readable embeddings file"
+                return None, f"{path} is no readable embeddings store"
             if not named or not Path(str(named)).is_file():
                 return None, f"video {named or 'of ' + path} not found"
             video = Path(str(named))

@@ -8,9 +8,10 @@ JPEG of the whole frame into ``DIR/unsorted/``, named by its video and time
 beside ``unsorted/`` and teaches from ``DIR``.
 
 Candidates of a video file are decoded and encoded (the region crop, as the classifier
-will see it); those of an embeddings file (``scenecls run --embeddings``) come from its
-stored frame embeddings, so nothing is encoded and only the chosen frames are decoded,
-from the video the file names (``meta["input"]``).
+will see it); those of an embeddings store (``scenecls run --embeddings``: a folder, or a
+``.npz`` file of earlier versions) come from its stored frame embeddings, so nothing is
+encoded and only the chosen frames are decoded, from the video the store names
+(``meta["input"]``).
 
 The choice is greedy farthest-point selection on cosine distance: first the most
 typical candidate (nearest the mean), then again and again the candidate farthest from
@@ -41,6 +42,7 @@ from ..model.classifier import NEAR_DUPLICATE
 from ..model.embeddings_store import EmbeddingsFile, StoreError, open_embeddings
 from ..region import Region, region_crop
 from ..video.sources import VideoFileSource
+from .examples import is_store
 
 log = logging.getLogger("scenecls")
 
@@ -56,7 +58,9 @@ TIME_TOLERANCE_S = 1e-3
 """A decoded frame is the one asked for when its presentation time is this close."""
 ENCODE_BATCH = 32
 JPEG_QUALITY = 92
-EMBEDDINGS_SUFFIX = ".npz"
+_GIVE = (
+    "give video files or embeddings stores (scenecls run --embeddings; .npz of earlier versions)"
+)
 
 
 class Encoder(Protocol):
@@ -205,10 +209,7 @@ _ANSI = int.from_bytes(b"ansi", "little")
 def _open_video(path: Path, name: str) -> np.ndarray:
     """The first frame (HxWx3 uint8 BGR) of the video at ``path``; :class:`UsageError`
     naming ``name`` when it is no readable video."""
-    what = (
-        f"{name} is neither a video nor an embeddings file: give video files or .npz "
-        "files written by scenecls run --embeddings"
-    )
+    what = f"{name} is neither a video nor an embeddings store: {_GIVE}"
     source = VideoFileSource(path)
     try:
         source.open()
@@ -236,7 +237,7 @@ def _model_facts(model: Encoder | None) -> tuple[str | None, str | None, int | N
 
 @dataclass
 class _Plan:
-    """One checked input: a video to decode and encode, or an embeddings file."""
+    """One checked input: a video to decode and encode, or an embeddings store."""
 
     input: str
     video: Path
@@ -248,19 +249,16 @@ def _plan(model: Encoder | None, spec: str | Path, region: Region | None) -> _Pl
     name = str(spec)
     path = Path(spec)
     if not path.exists():
-        raise UsageError(
-            f"{name} does not exist: give video files or .npz files written by "
-            "scenecls run --embeddings"
-        )
-    if path.is_dir():
-        raise UsageError(
-            f"{name} is a folder: give video files or .npz embeddings files, not folders"
-        )
-    if path.suffix.lower() == EMBEDDINGS_SUFFIX:
+        raise UsageError(f"{name} does not exist: {_GIVE}")
+    if path.is_dir() and not is_store(path):
+        raise UsageError(f"{name} is a folder but no embeddings store: {_GIVE}")
+    if is_store(path):
         try:
             store = open_embeddings(path)
         except StoreError as e:
             raise UsageError(str(e)) from None
+        for note in store.notes:  # cut after a crash: what was flushed is used
+            log.warning("%s", note)
         video = store.meta.get("input")
         if not video:
             raise UsageError(
@@ -322,7 +320,7 @@ def _check_one_model(plans: Sequence[_Plan], model: Encoder | None) -> None:
         if first is not None and fp != first[1]:
             raise UsageError(
                 f"{plan.input} and {first[0]} were written with different models: give "
-                "embeddings files of one model"
+                "embeddings stores of one model"
             )
         first = first or (plan.input, fp)
 
@@ -469,25 +467,25 @@ def suggest(
     stop: threading.Event | None = None,
 ) -> list[Path]:
     """Write the ``count`` most distinct moments of ``inputs`` (video files, or
-    embeddings ``.npz`` files whose video still exists) as JPEGs of the whole frame
+    embeddings stores whose video still exists) as JPEGs of the whole frame
     (HxWx3 BGR as decoded, nothing drawn) into ``out_dir/unsorted/``, named
     ``<video stem>_<MMmSS.Ss>.jpg``, plus a ``README.txt`` saying how to sort them.
 
     Candidates are sampled at ``fps`` per second; those of a video are encoded by
-    ``model`` (``region``'s crop of each frame when given), those of an embeddings file
+    ``model`` (``region``'s crop of each frame when given), those of an embeddings store
     are its stored rows (``model`` may then be None; the region is not applied). See the
     module docstring for the choice. Returns the paths written, in input order and time
     order within each video; fewer than ``count`` when the inputs hold fewer distinct
     moments. Raises :class:`UsageError` (one line naming the input and what to do)
-    before anything is written when an input is no readable video or embeddings file,
-    an embeddings file's video is missing, or ``count`` is under 1. When ``stop`` is set
+    before anything is written when an input is no readable video or embeddings store,
+    an embeddings store's video is missing, or ``count`` is under 1. When ``stop`` is set
     while candidates are gathered, returns ``[]`` and writes nothing."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise UsageError(f"--count must be a whole number, 1 or more, not {count!r}")
     if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
         raise UsageError(f"--fps must be more than 0, not {fps!r}")
     if not inputs:
-        raise UsageError("nothing to suggest from: give video files or .npz embeddings files")
+        raise UsageError(f"nothing to suggest from: {_GIVE}")
     plans = [_plan(model, spec, region) for spec in inputs]
     _check_one_model(plans, model)
 

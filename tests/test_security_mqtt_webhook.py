@@ -193,11 +193,14 @@ def test_a_deeply_nested_mqtt_payload_does_not_stop_the_bridge(fresh: Kitchen, l
     k = fresh
     # the payload of the report: 100,000 '[' (over the size limit: never parsed)
     k.watcher.publish(EXPECT, '{"label":"x","order":' + "[" * 100_000)
+    # (each refusal seen before the next message: on a loaded machine the 100 kB one
+    # can take a while through the broker)
+    wait_for(lambda: k.mqtt()["refused"] >= 1, timeout=60)
     # nested within the size limit: refused before the parser sees it
     nested = '{"label":"red circle","order":' + "[" * (EXPECT_LIMIT - 40)
     assert len(nested) <= EXPECT_LIMIT
     k.watcher.publish(EXPECT, nested)
-    wait_for(lambda: k.mqtt()["refused"] >= 2)
+    wait_for(lambda: k.mqtt()["refused"] >= 2, timeout=60)
     # counted, then logged (on paho's thread): the line, or at least the status's last error
     wait_for(
         lambda: (

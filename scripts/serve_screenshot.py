@@ -3,7 +3,9 @@
 Starts `scenecls serve` on two cameras (a synthetic red-circle video and a sample video)
 with the trained fixture model, sets an expectation that is wrong on the first camera
 and right on the second, waits for the alert, and photographs the page in headless
-Chromium (Debian's chromium, driven by Playwright).
+Chromium (Debian's chromium, driven by Playwright). The service keeps its history
+(``--data``, recordings closed every 6 s), so the page shows the timelines of the last
+10 minutes and the answer to a search ("red circle").
 
 usage: python scripts/serve_screenshot.py [--out docs/img/serve.png] [--chromium PATH]
 """
@@ -50,7 +52,8 @@ def main() -> int:
             str(video), str(MEDIA / "bottle-detection.mp4"),
             "--name", "pass", "--name", "oven", "--model", str(REPO / "tests/fixtures/shapes-clip"),
             "--labels", ",".join(synthetic_shapes.CLASSES), "--loop", "--port", "0",
-            "--alert-after", "1",
+            "--alert-after", "1", "--data", str(Path(tmp) / "data"), "--segment-minutes", "0.1",
+            "--flush-seconds", "1",
         ]  # fmt: skip
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "SCENECLS_HOME": tmp}
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
@@ -66,16 +69,20 @@ def main() -> int:
             time.sleep(3)
             _post(url + "/api/expect", {"camera": "pass", "label": "blue ring", "order": "A17"})
             _post(url + "/api/expect", {"camera": "oven", "label": "blue ring"})
-            time.sleep(3)
+            time.sleep(12)  # a few recordings closed, label bands and the alert stored
             with sync_playwright() as p:
                 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
                 browser = p.chromium.launch(executable_path=args.chromium, args=flags)
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.goto(url + "/")
                 page.wait_for_selector("#cam-pass.alerting", timeout=15_000)
+                page.select_option("#span", "10")
+                page.fill("#q", "red circle")
+                page.click("#search button[type=submit]")
+                page.wait_for_selector("#results li", timeout=15_000)
                 page.wait_for_timeout(2500)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(args.out))
+                page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
         finally:
             proc.send_signal(signal.SIGINT)

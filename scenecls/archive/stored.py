@@ -22,6 +22,7 @@ from ..model.embeddings_store import (
     open_embeddings,
     read_meta,
 )
+from ..model.growing_npy import HEADER_BYTES
 from ..model.history_layout import HISTORY_DIR, history_chunks
 from ..model.resolve import resolve_model
 from ..utc import utc_iso
@@ -50,7 +51,9 @@ class StoredVideo(MetaFacts):
         size = 2 if self.meta.get("dtype") == "float16" else 4
         try:
             if self.path.is_dir():
-                return max(0, (self.path / "embeddings.npy").stat().st_size - 256) // (width * size)
+                return max(0, (self.path / "embeddings.npy").stat().st_size - HEADER_BYTES) // (
+                    width * size
+                )
             return self.path.stat().st_size // (width * size)
         except OSError:
             return 0

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 import threading
@@ -69,7 +70,8 @@ class StoreWriter:
     the embedding width D; ``dtype``: how rows are stored (``float16`` or ``float32``).
     :meth:`add` takes ``(n, D)`` float32 unit rows of newly encoded frames and the
     ``FRAME_DTYPE`` records of the analysed frames (``left``/``right``: absolute row
-    numbers); the data is flushed at least every ``flush_seconds`` (by the clock
+    numbers); the data is flushed at least every ``flush_seconds`` (None: only when the
+    caller calls :meth:`flush`, as the service's history writer does; by the clock
     ``clock``). Every write failure, a full disk included, raises :class:`OutputError`
     in one line; what was flushed before stays readable.
     """
@@ -81,17 +83,17 @@ class StoreWriter:
         dim: int,
         dtype: str = "float16",
         *,
-        flush_seconds: float = FLUSH_SECONDS,
+        flush_seconds: float | None = FLUSH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         option: str = "--embeddings",
     ) -> None:
         if dtype not in DTYPES:
             raise OutputError(f"embeddings dtype must be one of {', '.join(DTYPES)}, not {dtype}")
-        if not flush_seconds > 0:
+        if flush_seconds is not None and not flush_seconds > 0:
             raise OutputError(f"--flush-seconds must be more than 0, not {flush_seconds:g}")
         self.path = prepare_store_folder(Path(folder), option)
         self.dim = int(dim)
-        self.flush_seconds = float(flush_seconds)
+        self.flush_seconds = math.inf if flush_seconds is None else float(flush_seconds)
         self._clock = clock
         self.meta = {**dict(meta), "format": FORMAT, "version": STORE_VERSION}
         self.meta.update(
@@ -133,10 +135,11 @@ class StoreWriter:
         )  # fmt: skip
         self._next_flush = self._clock() + self.flush_seconds
         self._stop = threading.Event()
-        self._timer = threading.Thread(
-            target=self._flush_on_time, name="scenecls-flush", daemon=True
-        )
-        self._timer.start()
+        if flush_seconds is not None:  # (else the caller flushes)
+            self._timer = threading.Thread(
+                target=self._flush_on_time, name="scenecls-flush", daemon=True
+            )
+            self._timer.start()
 
     def _flush_on_time(self) -> None:
         """Flush rows that are due even when no more come (a stalled source): the bound

@@ -37,7 +37,7 @@ from .access import (
     secure_request,
 )
 from .connections import BODY_TIMEOUT, head_done, write_or_drop
-from .guard import BadInput, check_order
+from .guard import ApiError, BadInput, check_order, known_camera, shown
 from .headers import add_security_headers, page_html
 from .history_api import IMAGE_MAX, IMAGE_TYPES, HistoryApi
 from .hosts import HostPolicy, json_content, refused_host
@@ -55,14 +55,6 @@ DRAWING = web.AppKey("drawing", ThreadPoolExecutor)
 MAX_BODY = 64 * 1024
 MJPEG_FPS = 15.0
 SSE_KEEPALIVE = 15.0
-
-
-class ApiError(Exception):
-    """A request the API refuses: ``status`` (4xx) and a message saying what to do."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -123,7 +115,7 @@ async def _same_site(request: web.Request, handler: Any) -> web.StreamResponse:
     if host is not None:
         return _error(
             421,
-            f"Host {_shown(host)} is not this service's address: use the address it "
+            f"Host {shown(host)} is not this service's address: use the address it "
             "listens on, or start it with --allowed-host NAME for a name of its own",
         )
     changes = request.method not in SAFE_METHODS and request.path.startswith("/api/")
@@ -157,12 +149,12 @@ async def _request_body(request: web.Request, handler: Any) -> web.StreamRespons
         return _error(
             415,
             f"send the picture as Content-Type: image/jpeg or image/png (not "
-            f"{_shown(request.content_type)})",
+            f"{shown(request.content_type)})",
         )
     if changes and routed and not picture and not json_content(request):
         return _error(
             415,
-            f"send Content-Type: application/json (not {_shown(request.content_type)}) "
+            f"send Content-Type: application/json (not {shown(request.content_type)}) "
             "with every POST and DELETE under /api/",
         )
     if picture:
@@ -253,13 +245,9 @@ async def _drawing_thread(app: web.Application) -> AsyncIterator[None]:
 
 
 def _camera(request: web.Request, name: str | None) -> str:
-    service = request.app[SERVICE]
-    cameras = f"cameras: {', '.join(service.camera_names())}"
-    if not name:
-        raise ApiError(400, f"give the camera: ?camera=NAME; {cameras}")
-    if name not in service.states:
-        raise ApiError(404, f"unknown camera {name!r}; {cameras}")
-    return name
+    known = known_camera(request.app[SERVICE].camera_names(), name)
+    assert known is not None
+    return known
 
 
 def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -371,7 +359,7 @@ async def _expect(request: web.Request) -> web.Response:
     if not isinstance(label, str) or label not in service.names:
         return _error(
             422,
-            f"label {_shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
+            f"label {shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
         )
     try:  # printable text of at most 200 characters, as over MQTT
         order = check_order(order)
@@ -418,12 +406,6 @@ async def _region(request: web.Request) -> web.Response:
 EXAMPLE_FORM = '{"label": LABEL}'
 
 
-def _shown(value: object, limit: int = 60) -> str:
-    """``value`` for an error message: its repr, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 async def _examples(request: web.Request) -> web.Response:
     """A camera's examples per label, its classifier's accuracy, the teaching state."""
     service = request.app[SERVICE]
@@ -443,7 +425,7 @@ async def _add_example(request: web.Request) -> web.Response:
     if not isinstance(label, str) or label not in service.names:
         return _error(
             400,
-            f"label {_shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
+            f"label {shown(label)} is not in the label set; allowed: {', '.join(service.names)}",
         )
     loop = asyncio.get_running_loop()
     try:  # the picture and the index are written to --data: off the event loop

@@ -42,6 +42,29 @@ class BadInput(ValueError):
     """A value from a client that the service refuses; the message says what to send."""
 
 
+class ApiError(Exception):
+    """A request the API refuses: ``status`` (4xx) and a message saying what to do (the
+    app's error middleware answers it as ``{"error": message}``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def known_camera(names: list[str], name: str | None, *, required: bool = True) -> str | None:
+    """``name`` when it is one of the service's cameras ``names``; None when it is not
+    given and not ``required``; else :class:`ApiError` (400: not given, 404: unknown),
+    listing the cameras."""
+    cameras = f"cameras: {', '.join(names)}"
+    if not name:
+        if not required:
+            return None
+        raise ApiError(400, f"give the camera: ?camera=NAME; {cameras}")
+    if name not in names:
+        raise ApiError(404, f"unknown camera {shown(name)}; {cameras}")
+    return name
+
+
 def shown(value: object, limit: int = 60) -> str:
     """``value`` for a message or a log line: its ``repr`` (control characters and lone
     surrogates escaped), cut to ``limit`` characters."""

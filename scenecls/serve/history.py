@@ -40,12 +40,11 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import OutputError, UsageError
-from ..model.embeddings_store import FRAME_DTYPE
+from ..model.embeddings_store import FRAME_DTYPE, StoreError, read_meta
 from ..model.history_layout import (
     CHUNK_SECONDS,
     EVENTS_FILE,
     LABELS_FILE,
-    META_FILE,
     HistoryChunk,
     chunk_bound,
     history_chunks,
@@ -67,6 +66,12 @@ EXPIRE_EVERY = 60.0
 DROP_TOLD_EVERY = 600.0
 """Dropping is said in the log at most this often (seconds)."""
 _BATCH = 1024
+
+
+def label_line(label: str, start: float, end: float, confidence: float) -> dict[str, Any]:
+    """A label segment as the history keeps it (a ``labels.jsonl`` line; UNIX s)."""
+    return {"label": label, "start": round(start, 3), "end": round(end, 3),
+            "confidence": round(float(confidence), 4)}  # fmt: skip
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -194,9 +199,9 @@ class HistoryWriter:
 
     def segment(self, camera: str, label: str, start: float, end: float, confidence: float) -> None:
         """A closed label segment of ``camera`` (times UNIX s)."""
-        line = {"label": label, "start": round(start, 3), "end": round(end, 3),
-                "confidence": round(float(confidence), 4)}  # fmt: skip
-        self._put(camera, ("segment", camera, float(end), line))
+        self._put(
+            camera, ("segment", camera, float(end), label_line(label, start, end, confidence))
+        )
 
     def event(self, camera: str, kind: str, time_unix: float, data: Mapping[str, Any]) -> None:
         """An event of ``camera`` (``kind``: alert, source_lost, ...) at ``time_unix``;
@@ -301,8 +306,8 @@ class HistoryWriter:
         path = new_chunk_path(self.data, cam.stem, t)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self._meta(cam.name), "clock": "unix", "camera": cam.name, "start": t}
-        cam.writer = self._store_writer(
-            path, meta, self.dim, self.dtype, flush_seconds=self.flush_seconds, option="--data"
+        cam.writer = self._store_writer(  # flushed with the jsonl files by this thread
+            path, meta, self.dim, self.dtype, flush_seconds=None, option="--data"
         )
         cam.bound = chunk_bound(t, self.chunk_seconds)
         cam.last_row = None
@@ -449,10 +454,10 @@ def check_history_model(data: Path, fingerprint: str, model_id: str) -> None:
         newest[chunk.stem] = chunk
     for chunk in newest.values():
         try:
-            meta = json.loads((chunk.path / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta = read_meta(chunk.path)
+        except StoreError:
             continue
-        theirs = meta.get("model_fingerprint") if isinstance(meta, dict) else None
+        theirs = meta.get("model_fingerprint")
         if theirs and theirs != fingerprint:
             bundle = meta.get("bundle")
             raise UsageError(

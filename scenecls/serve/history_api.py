@@ -25,8 +25,8 @@ import asyncio
 import math
 import struct
 import time
-from collections.abc import Awaitable, Callable
-from functools import partial, wraps
+from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..errors import SceneclsError
 from ..utc import parse_utc, utc_iso
+from .guard import ApiError, known_camera
 from .history_search import Hit, row_near, search_history, stored_events, stored_labels
 from .recordings import Recording
 from .service import Service
@@ -54,42 +55,14 @@ _NO_HISTORY = "no history is kept: start scenecls serve with --data DIR"
 T = TypeVar("T")
 
 
-class HistoryRequestError(Exception):
-    """A request refused: ``status`` (4xx) and one line saying what to send."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _refused(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    @wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except HistoryRequestError as e:
-            return web.json_response({"error": str(e)}, status=e.status)
-
-    return wrapper
-
-
-def _iso(t: float) -> str:
-    return utc_iso(t)
-
-
 def _time(query: Any, key: str) -> float | None:
     raw = query.get(key)
     if raw is None or raw == "":
         return None
     try:
-        t = parse_utc(raw, key)
+        return parse_utc(raw, key)
     except SceneclsError as e:
-        raise HistoryRequestError(400, str(e)) from None
-    if not math.isfinite(t):
-        raise HistoryRequestError(400, f"{key} is out of range: give e.g. 2026-12-02T12:31:00Z")
-    return t
+        raise ApiError(400, str(e)) from None
 
 
 def picture_size(data: bytes) -> tuple[int, int] | None:
@@ -122,22 +95,22 @@ def picture_size(data: bytes) -> tuple[int, int] | None:
 
 
 def decode_picture(data: bytes) -> np.ndarray:
-    """A JPEG or PNG body as an HxWx3 uint8 BGR image; :class:`HistoryRequestError`
+    """A JPEG or PNG body as an HxWx3 uint8 BGR image; :class:`ApiError`
     (400, one line) when it is not one, or too large."""
     size = picture_size(data)
     if size is None:
-        raise HistoryRequestError(
+        raise ApiError(
             400, "the body is not a JPEG or PNG picture: send the picture's bytes as they are"
         )
     if size[0] * size[1] > MAX_PIXELS:
-        raise HistoryRequestError(
+        raise ApiError(
             400,
             f"the picture is {size[0]} x {size[1]} pixels; at most {MAX_PIXELS // 10**6} "
             "megapixels are taken: send a smaller one",
         )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise HistoryRequestError(
+        raise ApiError(
             400, "the picture cannot be decoded (damaged or cut): send a whole JPEG or PNG"
         )
     return image
@@ -151,12 +124,12 @@ class HistoryApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/api/history", _refused(self.history)),
-            web.get("/api/search", _refused(self.search)),
-            web.post("/api/search", _refused(self.search_picture)),
-            web.get("/api/recordings", _refused(self.recordings)),
-            web.get("/recordings/{name}", _refused(self.recording)),
-            web.get("/api/thumbnail", _refused(self.thumbnail)),
+            web.get("/api/history", self.history),
+            web.get("/api/search", self.search),
+            web.post("/api/search", self.search_picture),
+            web.get("/api/recordings", self.recordings),
+            web.get("/recordings/{name}", self.recording),
+            web.get("/api/thumbnail", self.thumbnail),
         ]
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -164,15 +137,7 @@ class HistoryApi:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
     def _camera(self, name: str | None, required: bool = True) -> str | None:
-        cameras = f"cameras: {', '.join(self.service.camera_names())}"
-        if not name:
-            if not required:
-                return None
-            raise HistoryRequestError(400, f"give the camera: ?camera=NAME; {cameras}")
-        if name not in self.service.states:
-            shown = name if len(name) <= 60 else name[:57] + "..."
-            raise HistoryRequestError(404, f"unknown camera {shown!r}; {cameras}")
-        return name
+        return known_camera(self.service.camera_names(), name, required=required)
 
     def _window(self, query: Any, default: float | None) -> tuple[float, float]:
         """``(since, until)`` UNIX s of ``since``/``until``; without them: the last
@@ -184,15 +149,15 @@ class HistoryApi:
         if since is None:
             since = until - default if default is not None else -math.inf
         if since > until:
-            raise HistoryRequestError(
-                400, f"since ({_iso(since)}) is after until ({_iso(until)}): swap them"
+            raise ApiError(
+                400, f"since ({utc_iso(since)}) is after until ({utc_iso(until)}): swap them"
             )
         return since, until
 
     def _shown_window(self, since: float, until: float) -> tuple[str | None, str | None]:
         return (
-            _iso(since) if math.isfinite(since) else None,
-            _iso(until) if math.isfinite(until) else None,
+            utc_iso(since) if math.isfinite(since) else None,
+            utc_iso(until) if math.isfinite(until) else None,
         )
 
     # -- /api/history ----------------------------------------------------------------
@@ -235,7 +200,7 @@ class HistoryApi:
     def _scope(self, query: Any) -> tuple[list[str], float, float, int]:
         """``(cameras, since, until, top)`` of a search's query parameters."""
         if self.service.history is None:
-            raise HistoryRequestError(409, f"search needs the history: {_NO_HISTORY}")
+            raise ApiError(409, f"search needs the history: {_NO_HISTORY}")
         one = self._camera(query.get("camera"), required=False)
         cameras = [one] if one is not None else self.service.camera_names()
         since, until = self._window(query, None)
@@ -245,9 +210,7 @@ class HistoryApi:
         except ValueError:
             top = 0
         if not 1 <= top <= TOP_MAX:
-            raise HistoryRequestError(
-                400, f"top must be a whole number 1..{TOP_MAX}, not {raw[:20]!r}"
-            )
+            raise ApiError(400, f"top must be a whole number 1..{TOP_MAX}, not {raw[:20]!r}")
         return cameras, since, until, top
 
     async def search(self, request: web.Request) -> web.Response:
@@ -255,7 +218,7 @@ class HistoryApi:
         started = time.perf_counter()
         text, like = q.get("q"), q.get("like")
         if (text is None) == (like is None):
-            raise HistoryRequestError(
+            raise ApiError(
                 400, "give ?q=TEXT (what to look for) or ?like=CAMERA (optionally &at=ISO)"
             )
         cameras, since, until, top = self._scope(q)
@@ -263,15 +226,15 @@ class HistoryApi:
         if text is not None:
             text = text.strip()
             if not text:
-                raise HistoryRequestError(400, "the query text is empty: say what to look for")
+                raise ApiError(400, "the query text is empty: say what to look for")
             if len(text) > QUERY_MAX or not text.isprintable():
-                raise HistoryRequestError(
+                raise ApiError(
                     400, f"the query must be printable text of at most {QUERY_MAX} characters"
                 )
             try:
                 vector = await self._run(svc.embed_text, text)
             except SceneclsError as e:
-                raise HistoryRequestError(400, str(e)) from None
+                raise ApiError(400, str(e)) from None
             shown = text
         else:
             camera = self._camera(like)
@@ -280,7 +243,7 @@ class HistoryApi:
             if at is None:
                 found = svc.current_embedding(camera)
                 if found is None:
-                    raise HistoryRequestError(
+                    raise ApiError(
                         409, f"camera {camera} has no analysed frame yet: try again in a moment"
                     )
                 vector, shown = found, f"like {camera} now"
@@ -288,10 +251,8 @@ class HistoryApi:
                 assert svc.data is not None
                 near = await self._run(row_near, svc.data, svc.stems[camera], at)
                 if near is None:
-                    raise HistoryRequestError(
-                        404, f"camera {camera} has no stored history near {_iso(at)}"
-                    )
-                vector, shown = near[0], f"like {camera} at {_iso(near[1])}"
+                    raise ApiError(404, f"camera {camera} has no stored history near {utc_iso(at)}")
+                vector, shown = near[0], f"like {camera} at {utc_iso(near[1])}"
         return web.json_response(
             await self._run(self._search, shown, vector, cameras, since, until, top, started)
         )
@@ -301,7 +262,7 @@ class HistoryApi:
         started = time.perf_counter()
         cameras, since, until, top = self._scope(request.query)
         if request.content_type not in IMAGE_TYPES:  # (the middleware refuses others)
-            raise HistoryRequestError(415, "send the picture as image/jpeg or image/png")
+            raise ApiError(415, "send the picture as image/jpeg or image/png")
         image = decode_picture(await request.read())
         vector = await self._run(self.service.embed_image, image)
         return web.json_response(
@@ -346,18 +307,18 @@ class HistoryApi:
                 "name": playing.name,
                 "url": _recording_url(playing.name),
                 "offset": round(playing.span.offset(t), 3),
-                "time": _iso(t),  # what the offset shows
+                "time": utc_iso(t),  # what the offset shows
             }
         thumbnail = None
         if at_best is not None:
             thumbnail = "/api/thumbnail?" + urlencode(
-                {"camera": hit.camera, "time": _iso(hit.best)}
+                {"camera": hit.camera, "time": utc_iso(hit.best)}
             )
         return {
             "camera": hit.camera,
-            "start": _iso(hit.start),
-            "end": _iso(hit.end),
-            "best": _iso(hit.best),
+            "start": utc_iso(hit.start),
+            "end": utc_iso(hit.end),
+            "best": utc_iso(hit.best),
             "score": round(hit.score, 4),
             "thumbnail": thumbnail,
             "recording": recording,
@@ -386,7 +347,7 @@ class HistoryApi:
         path = self.service.recordings.path_of(name)
         if path is None:
             shown = name if len(name) <= 60 and name.isprintable() else repr(name[:57]) + "..."
-            raise HistoryRequestError(404, f"no recording named {shown}: see /api/recordings")
+            raise ApiError(404, f"no recording named {shown}: see /api/recordings")
         kind = "video/webm" if path.suffix == ".webm" else "video/mp4"
         return web.FileResponse(
             path, headers={"Content-Type": kind, "Cache-Control": "private, max-age=3600"}
@@ -397,15 +358,15 @@ class HistoryApi:
         assert camera is not None
         t = _time(request.query, "time")
         if t is None:
-            raise HistoryRequestError(400, "give the time: &time=ISO, e.g. 2026-12-02T12:31:00Z")
+            raise ApiError(400, "give the time: &time=ISO, e.g. 2026-12-02T12:31:00Z")
         svc = self.service
         rec, why = await self._run(svc.recordings.find, camera, t)
         if rec is None:
-            raise HistoryRequestError(404, f"no thumbnail of camera {camera} at {_iso(t)}: {why}")
+            raise ApiError(404, f"no thumbnail of camera {camera} at {utc_iso(t)}: {why}")
         jpeg = await self._run(svc.thumbnails.get, rec.path, rec.span.offset(t))
         if jpeg is None:
-            raise HistoryRequestError(
-                404, f"the recording {rec.name} cannot be read at {_iso(t)} (damaged?)"
+            raise ApiError(
+                404, f"the recording {rec.name} cannot be read at {utc_iso(t)} (damaged?)"
             )
         return web.Response(
             body=jpeg,
@@ -423,18 +384,18 @@ def _recording_json(rec: Recording) -> dict[str, Any]:
         "camera": rec.camera,
         "name": rec.name,
         "url": _recording_url(rec.name),
-        "start": _iso(rec.span.start),
-        "end": _iso(rec.span.end),
+        "start": utc_iso(rec.span.start),
+        "end": utc_iso(rec.span.end),
         # (offset s in the file, time it shows): one more after each gap the file skips
-        "anchors": [[round(o, 3), _iso(w)] for o, w in rec.span.anchors],
+        "anchors": [[round(o, 3), utc_iso(w)] for o, w in rec.span.anchors],
     }
 
 
 def _label_json(segment: dict[str, Any], is_open: bool) -> dict[str, Any]:
     return {
         "label": segment["label"],
-        "start": _iso(segment["start"]),
-        "end": _iso(segment["end"]),
+        "start": utc_iso(segment["start"]),
+        "end": utc_iso(segment["end"]),
         "confidence": segment["confidence"],
         "open": is_open,
     }
@@ -446,11 +407,11 @@ def _event_json(event: dict[str, Any]) -> dict[str, Any]:
     shown = dict(event)
     for key in ("time", "started", "raised", "resolved"):
         if isinstance(shown.get(key), int | float):
-            shown[key] = _iso(shown[key])
+            shown[key] = utc_iso(shown[key])
     expected = shown.get("expected")
     if isinstance(expected, dict) and isinstance(expected.get("set_at"), int | float):
-        shown["expected"] = {**expected, "set_at": _iso(expected["set_at"])}
+        shown["expected"] = {**expected, "set_at": utc_iso(expected["set_at"])}
     shown.setdefault("id", None)
     moment = event.get("started") if event.get("kind") in ("alert", "alert_resolved") else None
-    shown["moment"] = _iso(moment if isinstance(moment, int | float) else event["time"])
+    shown["moment"] = utc_iso(moment if isinstance(moment, int | float) else event["time"])
     return shown

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from ..model.scene_model import LabelSource, SceneModel, load_labels, model_meta
 from ..model.taught import Scorer, scores_of
 from ..region import Region
 from ..types import Prediction
+from ..utc import utc_iso
 from ..video.encoder_calls import EncoderCalls
 from ..video.gate import ChangeGate, GateConfig
 from ..video.overlay import Overlay
@@ -50,7 +50,7 @@ from ..video.smoothing import SegmentTracker, Smoother, SmoothingConfig
 from .alerts import Alert, MismatchMonitor
 from .camera import Camera
 from .events import EventHub
-from .history import HistoryWriter, check_history_model
+from .history import HistoryWriter, check_history_model, label_line
 from .recordings import Recordings, ThumbnailCache
 from .settings import UNSET, CameraSettings, camera_file_stem
 from .teaching import Teacher, TeachingRefused
@@ -248,8 +248,7 @@ class Service:
 
     def wall(self, t: float) -> str:
         """Service-clock seconds -> ISO 8601 UTC."""
-        stamp = datetime.fromtimestamp(self._wall0 + t, timezone.utc)
-        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return utc_iso(self.unix(t))
 
     def unix(self, t: float) -> float:
         """Service-clock seconds -> UNIX seconds (what the history keeps)."""
@@ -373,7 +372,7 @@ class Service:
             if self.history is not None:  # (queued: the disk never holds this loop up)
                 # embeddings[i]: the very array the gate reuses, so a row is kept once
                 self.history.frame(
-                    st.camera.name, self._wall0 + frame.timestamp, frame.index,
+                    st.camera.name, self.unix(frame.timestamp), frame.index,
                     embeddings[i], encoded,
                 )  # fmt: skip
 
@@ -510,8 +509,8 @@ class Service:
         """A closed segment (service clock) into the camera's history."""
         if self.history is not None and segment is not None:
             self.history.segment(
-                st.camera.name, segment.label, self._wall0 + segment.start,
-                self._wall0 + segment.end, segment.confidence,
+                st.camera.name, segment.label, self.unix(segment.start),
+                self.unix(segment.end), segment.confidence,
             )  # fmt: skip
 
     def _history_event(self, event: dict[str, Any]) -> None:
@@ -534,11 +533,11 @@ class Service:
             data.update({k: v for k, v in alert.items() if k != "camera"})
             for key in ("started", "raised", "resolved"):
                 if isinstance(data.get(key), int | float):
-                    data[key] = round(self._wall0 + data[key], 3)
+                    data[key] = round(self.unix(data[key]), 3)
         expected = data.get("expected")
         if isinstance(expected, dict) and isinstance(expected.get("set_at"), int | float):
-            data["expected"] = {**expected, "set_at": round(self._wall0 + expected["set_at"], 3)}
-        return str(camera), str(kind), self._wall0 + float(event["time"]), data
+            data["expected"] = {**expected, "set_at": round(self.unix(expected["set_at"]), 3)}
+        return str(camera), str(kind), self.unix(float(event["time"])), data
 
     def history_status(self, camera: str) -> dict[str, Any]:
         """``{"enabled", "writing", "error", ...}``: whether ``camera``'s history is being
@@ -555,9 +554,9 @@ class Service:
             done = list(st.tracker.segments)
         rows = []
         for seg in done:
-            start, end = self._wall0 + seg.start, self._wall0 + seg.end
+            start, end = self.unix(seg.start), self.unix(seg.end)
             if end >= since and start <= until:
-                rows.append(_label_row(seg.label, start, end, seg.confidence))
+                rows.append(label_line(seg.label, start, end, seg.confidence))
         return rows
 
     def open_label(self, camera: str) -> dict[str, Any] | None:
@@ -568,8 +567,8 @@ class Service:
             current = st.tracker.open_segment(now)
         if current is None:
             return None
-        start, end = self._wall0 + current.start, self._wall0 + current.end
-        return _label_row(current.label, start, end, current.confidence)
+        start, end = self.unix(current.start), self.unix(current.end)
+        return label_line(current.label, start, end, current.confidence)
 
     def memory_events(self, camera: str, since: float, until: float) -> list[dict[str, Any]]:
         """``camera``'s recent events of the kinds the history keeps, as it keeps them
@@ -816,9 +815,3 @@ class Service:
             if ok and seq > st.jpeg_seq:
                 st.jpeg, st.jpeg_seq = buf.tobytes(), seq
             return st.jpeg_seq, st.jpeg
-
-
-def _label_row(label: str, start: float, end: float, confidence: float) -> dict[str, Any]:
-    """A label segment as the history keeps it (UNIX s)."""
-    return {"label": label, "start": round(start, 3), "end": round(end, 3),
-            "confidence": round(float(confidence), 4)}  # fmt: skip

@@ -314,8 +314,9 @@ def open_embeddings(
         raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
     if head != b"PK\x03\x04":  # not even the start of a ZIP file
         raise StoreError(
-            f"{path} is not a scenecls embeddings file: give stores written by scenecls "
-            "run --embeddings (folders, or .npz files of earlier versions), or annotate folders"
+            f"{path} is not a scenecls embeddings file: give the folder that scenecls run "
+            "--embeddings wrote (or an .npz of an earlier version), an annotate --out folder, "
+            "or a serve --data folder"
         )
     try:
         size = path.stat().st_size

@@ -44,7 +44,7 @@ from scenecls.model.taught import TextScorer
 from scenecls.video.smoothing import SmoothingConfig
 
 DIM = 512
-ENCODED_SHARE = 0.138  # gated share of frames encoded over ../shared/media (PERFORMANCE.md)
+ENCODED_SHARE = 0.138  # gated share of frames encoded over ../shared/media (performance.md)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ bars: RSS growth after warm-up (the first 5 minutes, or 1/6 of a shorter run) at
 1.2 x that of the first third + 5 ms). Exit status 1 when a bar fails or an output is
 invalid. Ctrl-C stops the run cleanly and still reports what was measured.
 
-Long run used for docs/RELIABILITY.md (2 cores, encoder on core 0 only):
+Long run used for docs/reliability.md (2 cores, encoder on core 0 only):
     SCENECLS_THREADS=1 HF_HUB_OFFLINE=1 taskset -c 0 .venv/bin/python scripts/soak.py \\
         --model models/full --minutes 35 --json docs/perf/soak-YYYY-MM-DD.json
 """

@@ -1,6 +1,6 @@
 """Bad input through the command line: every case is one line and the right exit code
 (2: the command line is wrong, 1: something failed at run time), or a recovery with a
-warning; outputs written so far stay complete and valid. docs/RELIABILITY.md lists
+warning; outputs written so far stay complete and valid. docs/reliability.md lists
 each case with its test."""
 
 from __future__ import annotations

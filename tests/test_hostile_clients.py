@@ -4,7 +4,7 @@ works: the camera is still analysed, MQTT expectations still arrive, alerts stil
 the webhook, and the right token still logs in.
 
 Each attack asserts a clean 4xx (or a closed connection) and no traceback in the log;
-docs/SECURITY.md lists them. Attacks come from their own loopback addresses
+docs/security.md lists them. Attacks come from their own loopback addresses
 (127.0.0.x), so the rate limit one of them triggers does not lock out the others.
 """
 

@@ -112,7 +112,7 @@ def _available_memory() -> int | None:
 CORES_PER_WORKER = 2
 """CPU cores per default worker. Each worker's encoder gets its cores' threads and its
 decoder and gate run beside it. Measured on 2-core machines over the sample videos
-(``scripts/bench_efficiency.py``, docs/PERFORMANCE.md): one worker with two threads took
+(``scripts/bench_efficiency.py``, docs/performance.md): one worker with two threads took
 8.2 s where two with one thread took 9.8 s (Xeon with AMX, bf16), 21.7 s against 22.9 s
 (the same CPU held to AVX2, fp32), and 85.7 s against 92.5 s (Zen 4, before batching):
 a second worker costs a second model load and leaves a core idle while the other

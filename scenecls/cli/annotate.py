@@ -8,9 +8,28 @@ import sys
 
 from ..errors import UsageError
 from ..interrupts import guard_of
-from .options import labels_of
+from .options import Example, examples_epilog, labels_of
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "a folder of recordings into archive/: all outputs, embeddings included",
+        'scenecls annotate videos/ --out archive --labels "cars,bottles,people" --outputs all',
+    ),
+    Example(
+        "again after a stop or with new recordings: videos already done are skipped",
+        'scenecls annotate videos/ video.mp4 --out archive --labels "cars,bottles,people" '
+        "--outputs all",
+    ),
+    Example(
+        "recordings on shared storage, on a Ray cluster (quote the pattern)",
+        "scenecls annotate '/mnt/cameras/**/*.mp4' --out /mnt/archive --engine ray "
+        "--ray-address auto",
+        not_run="needs a Ray cluster",
+    ),
+]
 
 
 def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -34,6 +53,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         "videos already done with the same options are skipped, failed ones are retried. "
         "Exit code 0: all done; 1: some video failed (listed at the end and in the "
         "manifest); 130: stopped.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument(
         "inputs",

@@ -15,14 +15,32 @@ from ..region import region_crop
 from ..video.sinks import check_writable
 from .options import (
     DEFAULT_MODEL,
+    Example,
     add_gate_options,
     add_model_options,
     add_region_options,
     check_region,
+    examples_epilog,
     labels_of,
 )
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "how fast this machine labels a video, gated and every frame; live latency",
+        "scenecls bench --source video.mp4 --live-seconds 2",
+    ),
+    Example(
+        "the encoder in each precision, and its agreement with fp32, into bench.json",
+        "scenecls bench --source videos/ --live-seconds 0 --precisions fp32,int8 --json bench.json",
+    ),
+    Example(
+        "against the usual Hugging Face loop (CLIPProcessor + CLIPModel, PyTorch)",
+        "scenecls bench --source video.mp4 --live-seconds 0 --baseline",
+    ),
+]
 
 
 def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -35,6 +53,7 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "frames encoded and the gated run's agreement with the every-frame run; then "
         "encoder throughput and live latency. --baseline also times the Hugging Face "
         "CLIPProcessor + CLIPModel loop on the same frames.",
+        epilog=examples_epilog(EXAMPLES),
     )
     add_model_options(
         bench,

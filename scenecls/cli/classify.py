@@ -16,9 +16,28 @@ from ..interrupts import guard_of
 from ..region import region_crop
 from ..video.sources.images import IMAGE_EXTENSIONS as SOURCE_IMAGE_EXTENSIONS
 from ..video.sources.images import read_image
-from .options import add_label_options, add_model_options, add_region_options, labels_of
+from .options import (
+    Example,
+    add_label_options,
+    add_model_options,
+    add_region_options,
+    examples_epilog,
+    labels_of,
+)
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "the three most likely labels of a picture",
+        'scenecls classify photo.jpg --labels "street,parking lot,kitchen"',
+    ),
+    Example(
+        "the best label of each picture in a folder, as one JSON line each",
+        'scenecls classify photos/ --labels "bottles,cars,people" --top-k 1 --json',
+    ),
+]
 
 
 def add_classify_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -27,6 +46,7 @@ def add_classify_parser(sub: argparse._SubParsersAction, common: argparse.Argume
         parents=[common],
         help="zero-shot classify images",
         description="Print the top-k labels of each image.",
+        epilog=examples_epilog(EXAMPLES),
     )
     cls.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     add_model_options(cls)

@@ -27,14 +27,28 @@ from ..interrupts import guard_of
 from ..model.scoring import check_min_confidence
 from ..video.sinks import check_writable
 from .options import (
+    Example,
     add_gate_options,
     add_model_options,
     add_region_options,
     add_smoothing_options,
+    examples_epilog,
     labels_of,
 )
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "accuracy on labelled pictures (a folder per label), with a confusion matrix",
+        "scenecls eval examples/ --confusion confusion.png",
+    ),
+    Example(
+        "a video against its true segments (label,start,end rows), with a timeline",
+        "scenecls eval video.mp4 --truth moments.csv --timeline timeline.png --report eval.json",
+    ),
+]
 
 
 def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -44,6 +58,7 @@ def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="measure accuracy on labelled images or a video with truth segments",
         description="IMAGES_DIR: one subfolder per class (folder name = label, or --label-map). "
         "VIDEO --truth TRUTH.csv: truth segments label,start,end in seconds.",
+        epilog=examples_epilog(EXAMPLES),
     )
     ev.add_argument("input", metavar="IMAGES_DIR|VIDEO")
     add_model_options(ev)

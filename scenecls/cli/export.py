@@ -6,7 +6,18 @@ import argparse
 from pathlib import Path
 
 from ..interrupts import guard_of
-from .options import DEFAULT_MODEL
+from .options import DEFAULT_MODEL, Example, examples_epilog
+
+EXAMPLES: list[Example] = [
+    Example(
+        "download and export the default model into the model cache now, while online",
+        "scenecls export",
+    ),
+    Example(
+        "a bundle folder to copy to a machine offline (then: --model models/clip-b32)",
+        "scenecls export --out models/clip-b32",
+    ),
+]
 
 
 def add_export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -16,6 +27,7 @@ def add_export_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         help="export a CLIP checkpoint to an ONNX bundle",
         description="Export a Hugging Face CLIP checkpoint (hub id or local folder) "
         "to a scenecls bundle folder. Needs torch and transformers.",
+        epilog=examples_epilog(EXAMPLES),
     )
     exp.add_argument(
         "--model",

@@ -7,6 +7,19 @@ import json
 import sys
 from pathlib import Path
 
+from .options import Example, examples_epilog
+
+EXAMPLES: list[Example] = [
+    Example(
+        "every segment labelled cars in the archive that annotate wrote",
+        "scenecls find archive cars",
+    ),
+    Example(
+        "only those lasting 2 seconds or more, one JSON line each",
+        "scenecls find archive cars --min-duration 2 --json",
+    ),
+]
+
 
 def add_find_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -16,6 +29,7 @@ def add_find_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="List every segment labelled LABEL (case-insensitive) in the videos "
         "that 'scenecls annotate' wrote into DIR, sorted by file and start time: file, "
         "start, end, duration, confidence.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="the --out folder of scenecls annotate")
     p.add_argument("label", metavar="LABEL", help="the label to look for")

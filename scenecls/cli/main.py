@@ -18,30 +18,32 @@ from ..version import __version__
 from . import annotate, bench, classify, export, find, relabel, search, serve, teach
 from . import eval as eval_command
 from . import run as run_command
-from .options import Parser
+from .options import Example, Parser
 
 log = logging.getLogger("scenecls")
 
 
 class Command(NamedTuple):
-    """One ``scenecls`` command: how to add its parser and how to run it."""
+    """One ``scenecls`` command: how to add its parser, how to run it, and the examples
+    that end its ``--help`` (the parser's epilog is made from them)."""
 
     add_parser: Callable[[Any, argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    examples: list[Example]
 
 
 COMMANDS: dict[str, Command] = {  # in the order of ``scenecls --help``
-    "export": Command(export.add_export_parser, export.run_export),
-    "classify": Command(classify.add_classify_parser, classify.run_classify),
-    "run": Command(run_command.add_run_parser, run_command.run_video),
-    "eval": Command(eval_command.add_eval_parser, eval_command.run_eval),
-    "bench": Command(bench.add_bench_parser, bench.run_bench),
-    "serve": Command(serve.add_serve_parser, serve.run_serve),
-    "annotate": Command(annotate.add_annotate_parser, annotate.run_annotate),
-    "find": Command(find.add_find_parser, find.run_find),
-    "search": Command(search.add_search_parser, search.run_search),
-    "relabel": Command(relabel.add_relabel_parser, relabel.run_relabel),
-    "teach": Command(teach.add_teach_parser, teach.run_teach),
+    "export": Command(export.add_export_parser, export.run_export, export.EXAMPLES),
+    "classify": Command(classify.add_classify_parser, classify.run_classify, classify.EXAMPLES),
+    "run": Command(run_command.add_run_parser, run_command.run_video, run_command.EXAMPLES),
+    "eval": Command(eval_command.add_eval_parser, eval_command.run_eval, eval_command.EXAMPLES),
+    "bench": Command(bench.add_bench_parser, bench.run_bench, bench.EXAMPLES),
+    "serve": Command(serve.add_serve_parser, serve.run_serve, serve.EXAMPLES),
+    "annotate": Command(annotate.add_annotate_parser, annotate.run_annotate, annotate.EXAMPLES),
+    "find": Command(find.add_find_parser, find.run_find, find.EXAMPLES),
+    "search": Command(search.add_search_parser, search.run_search, search.EXAMPLES),
+    "relabel": Command(relabel.add_relabel_parser, relabel.run_relabel, relabel.EXAMPLES),
+    "teach": Command(teach.add_teach_parser, teach.run_teach, teach.EXAMPLES),
 }
 
 

@@ -1,11 +1,13 @@
-"""The option groups that several commands share (model, labels, smoothing), and the
-argument parser class every command uses."""
+"""The option groups that several commands share (model, labels, smoothing), the
+argument parser class every command uses, and the examples that end each command's
+``--help``."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import RegionError, UsageError
 from ..model.runtimes import DEVICES, PRECISIONS
@@ -16,13 +18,58 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
+EXAMPLES_HEADING = "examples:"
+
+
+class Example(NamedTuple):
+    """One example at the end of ``scenecls COMMAND --help``.
+
+    The documentation tests run every example (all commands' examples in one folder, in
+    the order of ``scenecls --help``, so an example may use the files an earlier one
+    wrote), except those with a ``not_run`` reason.
+    """
+
+    what: str
+    """What it does: a short line, shown as a ``#`` comment above the command."""
+    command: str
+    """One shell command line, starting with ``scenecls COMMAND``."""
+    background: str | None = None
+    """For a command that runs until stopped (serve): the URL that answers once it is up;
+    the tests start it, wait for that URL, and stop it with SIGTERM."""
+    not_run: str | None = None
+    """Why the tests cannot run it (e.g. "needs a webcam"); None: they run it."""
+
+
+def examples_epilog(examples: Sequence[Example]) -> str:
+    """The epilog of a command's parser: an ``examples:`` block that :class:`HelpFormatter`
+    prints line for line, each example a ``#`` comment over its command::
+
+        examples:
+          # label a video, and write the annotated copy and its segments
+          scenecls run video.mp4 --labels "street,parking lot" --out annotated.mp4
+    """
+    blocks = [f"  # {e.what}\n  {e.command}" for e in examples]
+    return EXAMPLES_HEADING + "\n" + "\n\n".join(blocks)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but an :func:`examples_epilog` block keeps its lines as they
+    are (commands are not re-wrapped); descriptions and help still wrap to the terminal."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(EXAMPLES_HEADING + "\n"):
+            return "\n".join(indent + line if line else line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
 
 class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting, so main() owns exit codes, and
-    takes no abbreviated options (a typo must not silently mean another option)."""
+    takes no abbreviated options (a typo must not silently mean another option). Its help
+    keeps an ``examples:`` epilog line for line (:class:`HelpFormatter`)."""
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -6,6 +6,18 @@ import argparse
 import sys
 
 from ..errors import InputError, UsageError
+from .options import Example, examples_epilog
+
+EXAMPLES: list[Example] = [
+    Example(
+        "label the archive again with other labels, without decoding the videos",
+        'scenecls relabel archive --out relabelled --labels "road,factory,crowd"',
+    ),
+    Example(
+        "steadier segments: a new label must lead for 2 seconds to take over",
+        'scenecls relabel archive --out steady --labels "road,factory,crowd" --min-dwell 2',
+    ),
+]
 
 
 def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -21,6 +33,7 @@ def add_relabel_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
         ".npz files of earlier versions, scenecls annotate folders with the embeddings "
         "output, or the --data folder of scenecls serve), with new labels and smoothing, "
         "named and laid out as scenecls annotate names them, into DIR.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument(
         "paths",

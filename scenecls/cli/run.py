@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import InputError, UsageError
 from ..redact import redact_url
 from .options import (
+    Example,
     add_embeddings_options,
     add_gate_options,
     add_label_options,
@@ -17,10 +18,30 @@ from .options import (
     add_region_options,
     add_smoothing_options,
     check_region,
+    examples_epilog,
     labels_of,
 )
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "watch the webcam live in a window (q quits)",
+        'scenecls run 0 --labels "desk,kitchen,living room" --show',
+        not_run="needs a webcam and a display",
+    ),
+    Example(
+        "label a video, and write the annotated copy and its segments",
+        'scenecls run video.mp4 --labels "street,parking lot" --out annotated.mp4 '
+        "--segments segments.csv",
+    ),
+    Example(
+        "5 frames a second: captions, and embeddings for search, relabel and teach",
+        'scenecls run video.mp4 --labels "street,parking lot" --fps 5 --srt video.srt '
+        "--embeddings video.embeddings",
+    ),
+]
 
 
 def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -30,6 +51,7 @@ def add_run_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="classify a video, stream, webcam or image folder",
         description="Classify every frame of SOURCE, smooth the labels into "
         "segments, and write or show the results.",
+        epilog=examples_epilog(EXAMPLES),
     )
     run.add_argument(
         "source",

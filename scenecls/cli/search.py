@@ -9,6 +9,22 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from .options import Example, examples_epilog
+
+EXAMPLES: list[Example] = [
+    Example(
+        "the moments of the annotated archive that best match a description",
+        'scenecls search archive "a person walking past"',
+    ),
+    Example(
+        "the three moments that look most like a picture, on a page with thumbnails",
+        "scenecls search archive --image photo.jpg --top 3 --html moments.html",
+    ),
+    Example(
+        "one video's embeddings (run --embeddings), one JSON line per moment",
+        'scenecls search video.embeddings "a car parking" --json',
+    ),
+]
 
 
 def add_search_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -23,6 +39,7 @@ def add_search_parser(sub: argparse._SubParsersAction, common: argparse.Argument
         "PATH: embeddings stores (scenecls run --embeddings), scenecls annotate folders "
         "(annotated with the embeddings output), or the --data folder of scenecls serve "
         "(its cameras' history, also while the service runs). No video is decoded.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument(
         "items",

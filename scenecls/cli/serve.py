@@ -14,9 +14,30 @@ from ..errors import OutputError, UsageError
 from ..interrupts import guard_of
 from ..redact import redact_url
 from ..region import Region
-from .options import check_region, labels_of
+from .options import Example, check_region, examples_epilog, labels_of
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "a camera (here a video in a loop) on the live page http://127.0.0.1:8000",
+        'scenecls serve video.mp4 --loop --labels "street,parking lot"',
+        background="http://127.0.0.1:8000/healthz",
+    ),
+    Example(
+        "the kitchen pass on port 8001: pizza labels, history kept in kitchen-data/",
+        "scenecls serve videos/bottles.mp4 --loop --name pass --labels pizza --data kitchen-data "
+        "--port 8001",
+        background="http://127.0.0.1:8001/healthz",
+    ),
+    Example(
+        "a network camera at the pass, its login in cams.txt (pass USER:PASSWORD)",
+        "scenecls serve rtsp://192.168.1.20/stream1 --name pass --labels pizza "
+        "--camera-credentials-file cams.txt",
+        not_run="needs a network camera",
+    ),
+]
 
 
 def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -38,6 +59,7 @@ def add_serve_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "longer than --alert-after raises one alert (event, snapshot, webhook). With --data "
         "DIR every camera's history is kept (searchable: GET /api/search, the page, "
         "scenecls search DIR) and its recordings are played back on the page.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument(
         "sources",

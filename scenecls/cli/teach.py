@@ -8,9 +8,25 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .options import add_model_options, add_region_options
+from .options import Example, add_model_options, add_region_options, examples_epilog
 
 log = logging.getLogger("scenecls")
+
+
+EXAMPLES: list[Example] = [
+    Example(
+        "learn labels from folders of example pictures (examples/cars/*.jpg, ...)",
+        "scenecls teach examples/ --out objects.npz",
+    ),
+    Example(
+        "from marked moments of a video (label,start,end rows), with an HTML report",
+        "scenecls teach video.mp4=moments.csv --out lot.npz --report lot-report",
+    ),
+    Example(
+        "pick distinct moments of recordings as pictures, to sort into label folders",
+        "scenecls teach --suggest videos/cars.mp4 videos/people.mp4 --count 8 --out to-sort",
+    ),
+]
 
 
 def add_teach_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -32,6 +48,7 @@ def add_teach_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "for --labels of run, annotate, serve, relabel, eval, classify and bench. With "
         "--suggest: write the most distinct moments of videos as pictures to sort into "
         "label folders.",
+        epilog=examples_epilog(EXAMPLES),
     )
     p.add_argument("examples", nargs="*", metavar="EXAMPLES", help="where the examples are")
     p.add_argument(

@@ -42,6 +42,7 @@ from .headers import add_security_headers, page_html
 from .history_api import IMAGE_MAX, IMAGE_TYPES, HistoryApi
 from .hosts import HostPolicy, json_content, refused_host
 from .metrics import CONTENT_TYPE, metrics_registry, prometheus_text
+from .routes import Handler, check_router, route_defs
 from .service import Service
 from .teaching import TeachingRefused
 
@@ -212,26 +213,35 @@ def create_app(
     data = service.settings.folder if service.settings is not None else None
     app[ACCESS] = Access(token, metrics_open=metrics_open, data=data)
     app.on_response_prepare.append(add_security_headers)
-    app.router.add_get("/login", _login_form)
-    app.router.add_post("/login", _login)
-    app.router.add_post("/logout", _logout)
-    app.router.add_get("/", _page)
-    app.router.add_get("/api/status", _status)
-    app.router.add_get("/api/segments", _segments)
-    app.router.add_post("/api/expect", _expect)
-    app.router.add_delete("/api/expect", _clear)
-    app.router.add_post("/api/cameras/{camera}/region", _region)
-    app.router.add_get("/api/cameras/{camera}/examples", _examples)
-    app.router.add_post("/api/cameras/{camera}/examples", _add_example)
-    app.router.add_post("/api/cameras/{camera}/examples/undo", _undo_example)
-    app.router.add_get("/api/events", _events)
-    app.router.add_get("/healthz", _health)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/stream/{camera}", _mjpeg)
-    app.router.add_get("/snapshot/{camera}", _snapshot)
-    # the history: timeline, search, recordings (see .history_api)
+    # every route of the table (.routes.ROUTES), each to the handler of its name: this
+    # module's, then the history's (see .history_api); nothing else (checked)
+    app.router.add_routes(route_defs(_handlers()))
     app.router.add_routes(HistoryApi(service).routes())
+    check_router(app.router)
     return app
+
+
+def _handlers() -> dict[str, Handler]:
+    """This module's route handlers by their name in :data:`.routes.ROUTES`."""
+    return {
+        "login_form": _login_form,
+        "login": _login,
+        "logout": _logout,
+        "page": _page,
+        "status": _status,
+        "segments": _segments,
+        "expect": _expect,
+        "clear": _clear,
+        "region": _region,
+        "examples": _examples,
+        "add_example": _add_example,
+        "undo_example": _undo_example,
+        "events": _events,
+        "health": _health,
+        "metrics": _metrics,
+        "mjpeg": _mjpeg,
+        "snapshot": _snapshot,
+    }
 
 
 async def _drawing_thread(app: web.Application) -> AsyncIterator[None]:

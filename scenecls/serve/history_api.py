@@ -39,6 +39,7 @@ from ..utc import parse_utc, utc_iso
 from .guard import ApiError, known_camera
 from .history_search import Hit, row_near, search_history, stored_events, stored_labels
 from .recordings import Recording
+from .routes import route_defs
 from .service import Service
 
 HISTORY_WINDOW = 3 * 3600.0
@@ -122,15 +123,14 @@ class HistoryApi:
     def __init__(self, service: Service) -> None:
         self.service = service
 
+    HANDLERS = ("history", "search", "search_picture", "recordings", "recording", "thumbnail")
+    """The methods that serve routes, by their name in :data:`.routes.ROUTES`."""
+
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/api/history", self.history),
-            web.get("/api/search", self.search),
-            web.post("/api/search", self.search_picture),
-            web.get("/api/recordings", self.recordings),
-            web.get("/recordings/{name}", self.recording),
-            web.get("/api/thumbnail", self.thumbnail),
-        ]
+        """The routes of :data:`.routes.ROUTES` that these methods serve, each to the
+        method of its handler's name (:class:`.routes.RouteTableError` for a name no route
+        has)."""
+        return route_defs({name: getattr(self, name) for name in self.HANDLERS})
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` off the event loop (it reads files)."""

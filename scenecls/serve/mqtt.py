@@ -1,18 +1,10 @@
 """MQTT for ``scenecls serve --mqtt HOST[:PORT]``: labels, alerts and events out,
 expectations in, and Home Assistant discovery (the way Frigate talks to home automation).
 
-Topics (``PREFIX`` is ``--mqtt-prefix``, default ``scenecls``; ``CAM`` a camera name with
-anything but letters, digits, ``_`` and ``-`` made ``_``):
-
-``PREFIX/available``        ``online`` (retained); ``offline`` as the broker's last will
-``PREFIX/CAM/label``        the smoothed label, retained, on each change
-``PREFIX/CAM/status``       ``online`` / ``offline``: the camera's source, retained
-``PREFIX/CAM/alert``        ``ON`` / ``OFF``: a mismatch alert is active, retained
-``PREFIX/events``           every event as JSON (segments, expectations, alerts and their
-                            resolutions, sources lost and restored), with ``at``: the UTC
-                            time of the frame or request that caused it
-``PREFIX/CAM/expect/set``   in: a label, or ``{"label": ..., "order": ...}``; an empty
-                            payload, ``null`` or ``{"label": null}`` clears it
+The topics (``PREFIX/CAM/label``, ``PREFIX/CAM/expect/set``, ...) and what each carries
+are the table :data:`.mqtt_topics.TOPICS`: every topic here is built from its patterns,
+and the MQTT reference is generated from it. ``CAM`` is a camera name as one topic level
+(:func:`topic_name`).
 
 Home Assistant discovery (``homeassistant/...`` by default): a sensor (the label) and a
 binary sensor (the alert) per camera, retained, sent at every connection and again when
@@ -49,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..version import __version__
 from .guard import BadInput, Trouble, check_order, check_text, describe, parse_json, shown
+from .mqtt_topics import TOPICS
 
 if TYPE_CHECKING:
     from .service import Service
@@ -147,7 +140,7 @@ class MqttBridge:
             client_id=f"scenecls-{self.prefix.replace('/', '-')}",
             clean_session=True,
         )
-        client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
+        client.will_set(self._topic("available"), "offline", qos=1, retain=True)
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
         if config.tls or config.ca_file is not None:
@@ -187,7 +180,7 @@ class MqttBridge:
                     online = "online" if st.camera.status == "running" else "offline"
                     if self._online.get(name) != online:
                         self._online[name] = online
-                        self._send(f"{self.prefix}/{topic_name(name)}/status", online, retain=True)
+                        self._send(self._topic("status", name), online, retain=True)
             except Exception as e:  # keep watching
                 self.trouble.report("watch", f"watching the cameras failed: {describe(e)}", error=e)
 
@@ -204,7 +197,7 @@ class MqttBridge:
         self._stopping.set()
         self.service.events.remove_listener(self._on_event)
         if self.connected:
-            info = self.client.publish(f"{self.prefix}/available", "offline", qos=1, retain=True)
+            info = self.client.publish(self._topic("available"), "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
                 info.wait_for_publish(timeout)
         self.client.disconnect()
@@ -226,6 +219,14 @@ class MqttBridge:
         }
 
     # -- publishing --------------------------------------------------------------------
+
+    def _topic(self, name: str, camera: str | None = None) -> str:
+        """The topic ``name`` of :data:`.mqtt_topics.TOPICS` for this bridge (and
+        ``camera``, a camera's name; ``+``: any camera, for a subscription)."""
+        values = {"prefix": self.prefix, "discovery_prefix": self.config.discovery_prefix}
+        if camera is not None:
+            values["camera"] = camera if camera == "+" else topic_name(camera)
+        return TOPICS[name].format(**values)
 
     def _send(self, topic: str, payload: str, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
@@ -251,40 +252,38 @@ class MqttBridge:
 
     def _publish_event(self, event: dict[str, Any]) -> None:
         camera = event.get("camera")
-        cam = topic_name(camera) if camera else None
         kind = event["type"]
-        if cam is not None:
-            base = f"{self.prefix}/{cam}"
+        if camera:
             if kind == "segment":
-                self._send(f"{base}/label", str(event["label"]), retain=True)
+                self._send(self._topic("label", camera), str(event["label"]), retain=True)
             elif kind in ("alert", "alert_resolved"):
-                self._send(f"{base}/alert", "ON" if kind == "alert" else "OFF", retain=True)
+                on = "ON" if kind == "alert" else "OFF"
+                self._send(self._topic("alert", camera), on, retain=True)
         payload = {**event, "at": self.service.wall(float(event["time"]))}
         text = json.dumps(payload, ensure_ascii=False)
         try:
             text.encode()
         except UnicodeEncodeError:  # a lone surrogate from somewhere: escape it
             text = json.dumps(payload)
-        self._send(f"{self.prefix}/events", text)
+        self._send(self._topic("events"), text)
 
     def _announce(self) -> None:
         """``online``, discovery, and every camera's current state (all retained)."""
-        self._send(f"{self.prefix}/available", "online", retain=True)
+        self._send(self._topic("available"), "online", retain=True)
         self._discovery()
         for cam in self.service.status()["cameras"]:
-            base = f"{self.prefix}/{topic_name(cam['name'])}"
+            name = cam["name"]
             online = "online" if cam["status"] == "running" else "offline"
-            self._online[cam["name"]] = online
-            self._send(f"{base}/status", online, retain=True)
-            self._send(f"{base}/alert", "ON" if cam["alert"] else "OFF", retain=True)
+            self._online[name] = online
+            self._send(self._topic("status", name), online, retain=True)
+            self._send(self._topic("alert", name), "ON" if cam["alert"] else "OFF", retain=True)
             if cam["label"] is not None:
-                self._send(f"{base}/label", str(cam["label"]), retain=True)
+                self._send(self._topic("label", name), str(cam["label"]), retain=True)
 
     def _discovery(self) -> None:
         """Home Assistant's MQTT discovery: a sensor and a binary sensor per camera."""
         model = getattr(self.service.model, "bundle", None)
         for cam, name in self.cameras.items():
-            base = f"{self.prefix}/{cam}"
             device = {
                 "identifiers": [f"scenecls_{cam}"],
                 "name": f"scenecls {name}",
@@ -293,25 +292,25 @@ class MqttBridge:
                 "sw_version": __version__,
             }
             availability = [
-                {"topic": f"{self.prefix}/available"},
-                {"topic": f"{base}/status", "payload_available": "online",
+                {"topic": self._topic("available")},
+                {"topic": self._topic("status", name), "payload_available": "online",
                  "payload_not_available": "offline"},
             ]  # fmt: skip
             common = {"device": device, "availability": availability, "availability_mode": "all"}
-            entities = {
-                f"sensor/scenecls_{cam}/label": {
+            entities = {  # discovery topic -> the entity's config
+                "discovery_label": {
                     "name": "label", "unique_id": f"scenecls_{cam}_label",
-                    "state_topic": f"{base}/label", "icon": "mdi:cctv", **common,
+                    "state_topic": self._topic("label", name), "icon": "mdi:cctv", **common,
                 },
-                f"binary_sensor/scenecls_{cam}/alert": {
+                "discovery_alert": {
                     "name": "alert", "unique_id": f"scenecls_{cam}_alert",
-                    "state_topic": f"{base}/alert", "payload_on": "ON", "payload_off": "OFF",
-                    "device_class": "problem", **common,
+                    "state_topic": self._topic("alert", name), "payload_on": "ON",
+                    "payload_off": "OFF", "device_class": "problem", **common,
                 },
             }  # fmt: skip
-            for path, config in entities.items():
-                topic = f"{self.config.discovery_prefix}/{path}/config"
-                self._send(topic, json.dumps(config, ensure_ascii=False), retain=True)
+            for topic, config in entities.items():
+                text = json.dumps(config, ensure_ascii=False)
+                self._send(self._topic(topic, name), text, retain=True)
 
     # -- paho callbacks (paho's network thread) ------------------------------------------
 
@@ -336,9 +335,7 @@ class MqttBridge:
         self.connected = True
         self.connections += 1
         log.info("MQTT: connected to %s:%d", self.config.host, self.config.port)
-        client.subscribe(
-            [(f"{self.prefix}/+/expect/set", 1), (f"{self.config.discovery_prefix}/status", 1)]
-        )
+        client.subscribe([(self._topic("expect", "+"), 1), (self._topic("discovery_status"), 1)])
         self._announce()
 
     def _on_disconnect(
@@ -353,7 +350,7 @@ class MqttBridge:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         topic = message.topic
-        status = topic == f"{self.config.discovery_prefix}/status"
+        status = topic == self._topic("discovery_status")
         limit = STATUS_LIMIT if status else EXPECT_LIMIT
         raw = message.payload
         where = shown(topic, 80)
@@ -369,7 +366,11 @@ class MqttBridge:
             if payload == "online":
                 self._discovery()  # Home Assistant restarted: tell it again
             return
-        cam = topic[len(self.prefix) + 1 :].split("/")[0]
+        fields = TOPICS["expect"].match(topic, prefix=self.prefix)
+        if fields is None:  # (not subscribed to: the broker sends only what was asked for)
+            self._refuse(f"{where}: not an expect/set topic", kind="camera")
+            return
+        cam = fields["camera"]
         camera = self.cameras.get(cam)
         if camera is None:
             self._refuse(f"{where}: no camera {shown(cam)} here", kind="camera")

@@ -49,5 +49,6 @@ napoleon_numpy_docstring = False
 html_theme = "furo"
 html_title = f"scenecls {__version__}"
 html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}

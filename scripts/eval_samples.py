@@ -1,4 +1,4 @@
-"""Regenerate the sample evaluation outputs shown in the README (docs/img/).
+"""Regenerate the sample evaluation outputs shown in the docs (docs/img/, on docs/evaluation.md).
 
 usage: python scripts/eval_samples.py [--out docs/img]
 Builds a held-out synthetic image folder and a 24 s synthetic video with truth segments

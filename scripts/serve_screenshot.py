@@ -1,4 +1,4 @@
-"""Screenshot of the kitchen page for the README (docs/img/serve.png).
+"""Screenshot of the kitchen page for the docs (docs/img/serve.png).
 
 Starts `scenecls serve` on two cameras (a synthetic red-circle video and a sample video)
 with the trained fixture model, sets an expectation that is wrong on the first camera

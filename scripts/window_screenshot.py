@@ -1,4 +1,4 @@
-"""Screenshot of the `scenecls run --show` window for the README (docs/img/window.png).
+"""Screenshot of the `scenecls run --show` window for the docs (docs/img/window.png).
 
 Plays a synthetic video (a red circle, then a blue ring) with the trained fixture model in
 a real window on a virtual X display (Xvfb), grabs the window from the screen with xwd

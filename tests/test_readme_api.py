@@ -1,5 +1,7 @@
-"""The README's Python API example runs as written (on the trained fixture model instead
-of the hub download, in a folder holding a photo and a sample video)."""
+"""The Python API page's example (docs/reference/api.md, "An example of each") runs as
+written, on the trained fixture model instead of the hub download, in a folder holding a
+photo, a sample video and its moments; and it does what it says: the run summary, the
+segments and frames files, and the set taught from the moments."""
 
 from __future__ import annotations
 
@@ -13,17 +15,21 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "shapes-clip"
 VIDEO = REPO.parent / "shared" / "media" / "car-detection.mp4"
+API_PAGE = REPO / "docs" / "reference" / "api.md"
+EXAMPLE_HEADING = "\n## An example of each\n"
 
 
 def _api_example() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1, "the Python API section should have one example"
+    """The one ```python block of the API page's example section."""
+    text = API_PAGE.read_text(encoding="utf-8")
+    assert EXAMPLE_HEADING in text, f"{API_PAGE} lost its '{EXAMPLE_HEADING.strip()}' section"
+    section = text.split(EXAMPLE_HEADING, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    assert len(blocks) == 1, "the API page's example section should have one ```python block"
     return blocks[0]
 
 
-def test_readme_python_api_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_api_page_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     if not VIDEO.is_file():
         pytest.fail(f"{VIDEO} is missing: the tests need ../shared beside the checkout")
     code = _api_example()
@@ -49,7 +55,7 @@ def test_readme_python_api_example_runs(tmp_path: Path, monkeypatch, capsys) -> 
     src.release()
     (tmp_path / "moments.csv").write_text("label,start,end\nfirst half,0,2\nsecond half,2,4\n")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md (Python API)", "exec"), {"__name__": "readme_example"})
+    exec(compile(code, "docs/reference/api.md (example)", "exec"), {"__name__": "api_example"})
     printed = capsys.readouterr().out
     assert "frames" in printed  # the run summary
     assert (tmp_path / "segments.csv").read_text().startswith("label,start,end,confidence")

@@ -25,6 +25,7 @@ from scenecls.model.scene_model import load_model
 from scenecls.serve import mqtt as mqtt_module
 from scenecls.serve.app import create_app
 from scenecls.serve.history_api import HistoryApi
+from scenecls.serve.metrics import metric_reference, metrics_registry, prometheus_text
 from scenecls.serve.mqtt import MqttBridge, MqttConfig, topic_name
 from scenecls.serve.mqtt_topics import PUBLISHED, SUBSCRIBED, TOPICS, Topic, check_topics_table
 from scenecls.serve.routes import (
@@ -331,7 +332,8 @@ def test_the_directives_render_every_route_and_topic(tmp_path: Path) -> None:
     )
     (src / "index.md").write_text(
         "# Reference\n\n```{scenecls-http-access}\n```\n\n```{scenecls-http-routes}\n```\n\n"
-        "```{scenecls-http-routes}\n:section: live\n```\n\n```{scenecls-mqtt-topics}\n```\n"
+        "```{scenecls-http-routes}\n:section: live\n```\n\n```{scenecls-mqtt-topics}\n```\n\n"
+        "```{scenecls-metrics}\n```\n"
     )
     out = tmp_path / "xml"
     argv = ["-W", "-q", "-b", "xml", "-d", str(tmp_path / "doctrees"), str(src), str(out)]
@@ -339,7 +341,7 @@ def test_the_directives_render_every_route_and_topic(tmp_path: Path) -> None:
     tree = ET.parse(out / "index.xml")
     literals = [el.text or "" for el in tree.iter("literal")]
     tables = list(tree.iter("table"))
-    assert len(tables) == 4
+    assert len(tables) == 5
     all_routes = [el.text for el in tables[1].iter("literal")]
     for route in ROUTES:
         assert route.request in all_routes, route.request
@@ -350,9 +352,27 @@ def test_the_directives_render_every_route_and_topic(tmp_path: Path) -> None:
         assert topic.pattern in literals, topic.pattern
     for key in ACCESS:
         assert key in literals, key
+    metric_names = [el.text for el in tables[4].iter("literal")]
+    for name, *_ in metric_reference():
+        assert name in metric_names, name
     text = "".join(tree.getroot().itertext())
     for route in ROUTES:
         assert " ".join(route.summary.replace("`", "").split())[:40] in " ".join(text.split())
+
+
+def test_the_metrics_reference_is_what_a_scrape_returns(service: Service) -> None:
+    """Every family a real scrape of the service returns is in the reference, with its
+    type; and the reference lists each family once."""
+    reference = {name: kind for name, kind, _, _ in metric_reference()}
+    assert len(reference) == len(metric_reference())
+    text = prometheus_text(metrics_registry(service)).decode()
+    scraped = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    assert scraped, text
+    for name, kind in scraped.items():
+        # a counter is named with _total in the TYPE line or not, by prometheus_client version
+        grows = kind == "counter" and not name.endswith("_total")
+        documented = name + "_total" if grows else name
+        assert reference.get(documented) == kind, f"{documented} ({kind}) is not in the reference"
 
 
 def test_the_reference_pages_show_every_section_and_the_topics() -> None:

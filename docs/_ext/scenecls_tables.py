@@ -8,7 +8,9 @@ drift from what the service does.
   access level of the routes table means;
 - ``scenecls-mqtt-topics`` renders :data:`scenecls.serve.mqtt_topics.TOPICS`, the table
   the MQTT bridge builds its topics from (option ``:direction: published`` or
-  ``subscribed``: only those).
+  ``subscribed``: only those);
+- ``scenecls-metrics`` renders :func:`scenecls.serve.metrics.metric_reference`, every
+  family ``GET /metrics`` can return, from the service's own collector.
 
 In a Markdown (MyST) page::
 
@@ -30,7 +32,7 @@ from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.util.docutils import SphinxDirective
 
-from scenecls.serve import mqtt_topics, routes
+from scenecls.serve import metrics, mqtt_topics, routes
 from scenecls.serve.mqtt_topics import EXAMPLE, PUBLISHED, SUBSCRIBED, TOPICS
 from scenecls.serve.routes import ACCESS, ROUTES, SECTIONS
 
@@ -158,6 +160,22 @@ def topics_table(direction: str | None = None) -> nodes.table:
     return table(headers, rows, [40, 12, 48], "scenecls-mqtt")
 
 
+def metrics_table() -> nodes.table:
+    """Every Prometheus family of ``GET /metrics``: name, type, labels, what it counts."""
+    rows = []
+    for name, kind, labels, help_ in metrics.metric_reference():
+        shown = nodes.paragraph()
+        shown += nodes.literal(name, name)
+        label_cell = nodes.paragraph()
+        for i, label in enumerate(labels):
+            if i:
+                label_cell += nodes.Text(", ")
+            label_cell += nodes.literal(label, label)
+        rows.append([[shown], [nodes.paragraph(kind, kind)], [label_cell], [paragraph(help_)]])
+    headers = ["Metric", "Type", "Labels", "What it is"]
+    return table(headers, rows, [38, 10, 16, 36], "scenecls-metrics")
+
+
 class HttpRoutes(SphinxDirective):
     """``scenecls-http-routes``: the service's HTTP routes."""
 
@@ -194,6 +212,16 @@ class MqttTopics(SphinxDirective):
         return [topics_table(self.options.get("direction"))]
 
 
+class Metrics(SphinxDirective):
+    """``scenecls-metrics``: the service's Prometheus metrics."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(metrics.__file__)
+        return [metrics_table()]
+
+
 def _write_css(app: Any, error: Exception | None) -> None:
     """After an HTML build: the tables' style sheet, in the site's ``_static``."""
     if error is None and getattr(app.builder, "format", "") == "html":
@@ -207,6 +235,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("scenecls-http-routes", HttpRoutes)
     app.add_directive("scenecls-http-access", HttpAccess)
     app.add_directive("scenecls-mqtt-topics", MqttTopics)
+    app.add_directive("scenecls-metrics", Metrics)
     app.add_css_file(CSS_FILE)
     app.connect("build-finished", _write_css)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

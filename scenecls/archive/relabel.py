@@ -6,7 +6,7 @@ gate built it during the run (a copy of an encoded frame's row, or the same floa
 of two), scored against the new labels, and fed through the same smoother, segment
 tracker and sinks as :class:`~scenecls.video.pipeline.Pipeline`. With float32 storage
 the outputs therefore equal the run's bit for bit; with float16 storage the scores move
-by about 1e-4 (see the README).
+by about 1e-4 (docs/searching.md).
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""The history part of the service's HTTP API (behind the token, like the rest):
-
-- ``GET /api/history?camera=C&since=ISO&until=ISO``: the camera's label segments (the
-  open one last, ``"open": true``), its events (alerts with their ``moment`` in the
-  recordings) and recordings in the window (default: the last 3 hours), and whether
-  its history is being written;
-- ``GET /api/search?q=TEXT`` (free text), ``?like=CAMERA`` (its current frame),
-  ``?like=CAMERA&at=ISO`` (its stored frame nearest that time), each with
-  ``&camera=&since=&until=&top=``; ``POST /api/search`` with a JPEG or PNG body (the
-  same query parameters): moments of the history, best first, adjacent hits merged,
-  each with a thumbnail URL and the recording to play (or one line why there is none);
-- ``GET /api/recordings?camera=C``: the closed recordings (``name``, ``url``, ``start``,
-  ``end``, ``anchors``: ``[offset, time]`` pairs, one more after each gap in the input
-  the file skipped); ``GET /recordings/NAME``: one of them, with HTTP Range (a browser
-  seeks in it);
-- ``GET /api/thumbnail?camera=C&time=ISO``: a JPEG of the recording at that time.
+"""The history part of the service's HTTP API (behind the token, like the rest): the
+camera's label segments, events and recordings over a time window, search of the
+history by text, by a camera's picture or by an uploaded one, the recordings with HTTP
+Range, and thumbnails. The routes, their parameters and their errors are listed once,
+in :data:`scenecls.serve.routes.ROUTES` (``section="history"``), which the app
+registers and docs/reference/http.md renders.
 
 Times are ISO 8601 UTC (``2026-12-02T15:04:05.123Z``); ``since``/``until``/``at`` also
 take an offset. Bad values get 400 with one line saying what to send.

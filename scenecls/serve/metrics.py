@@ -2,37 +2,9 @@
 
 A collector reads :meth:`Service.status` at each scrape (nothing is counted twice, and
 the service keeps no metric objects of its own); ``prometheus_client`` writes the text
-exposition format. The names (documented in the README) are:
-
-``scenecls_camera_fps``                   gauge: frames analysed per second (last 5 s)
-``scenecls_camera_frames_read_total``     counter: frames read from the source
-``scenecls_camera_frames_analysed_total`` counter: frames classified
-``scenecls_camera_frames_encoded_total``  counter: frames the image encoder ran on
-``scenecls_camera_encoded_ratio``         gauge: share of analysed frames encoded
-``scenecls_camera_dropped_frames_total``  counter: frames dropped to keep latency low
-``scenecls_camera_reconnects_total``      counter: times the source was reopened
-``scenecls_alerts_total``                 counter: mismatch alerts raised
-``scenecls_camera_up``                    gauge: 1 while the source delivers frames
-``scenecls_camera_mismatch``              gauge: 1 while an alert is active
-``scenecls_capture_to_label_seconds``     gauge: latency quantiles 0.5 and 0.95
-``scenecls_uptime_seconds``               gauge: seconds since the service started
-
-All but the last have a ``camera`` label. With ``--mqtt`` and ``--webhook``, their health
-(no labels):
-
-``scenecls_mqtt_connected``               gauge: 1 while connected to the broker
-``scenecls_mqtt_connections_total``       counter: connections made (reconnects + 1)
-``scenecls_mqtt_published_total``         counter: messages queued for the broker
-``scenecls_mqtt_dropped_total``           counter: messages out dropped (queue full)
-``scenecls_mqtt_refused_total``           counter: messages in refused (too large, bad)
-``scenecls_mqtt_errors_total``            counter: failures caught in paho's callbacks
-``scenecls_webhook_delivered_total``      counter: alert posts delivered
-``scenecls_webhook_failed_total``         counter: alert posts given up after all tries
-``scenecls_webhook_dropped_total``        counter: alert posts dropped (queue full)
-``scenecls_webhook_errors_total``         counter: failures caught in the worker
-``scenecls_webhook_queued``               gauge: alert posts waiting
-``scenecls_{mqtt,webhook}_last_error_timestamp_seconds``  gauge: UNIX time of the last
-                                          problem (its text is in ``/api/status``)
+exposition format. Every family, with its type, labels and help, is listed in
+docs/reference/http.md, generated from :func:`metric_reference` (which runs this
+collector), so the list cannot drift from what a scrape returns.
 """
 
 from __future__ import annotations
@@ -182,3 +154,32 @@ def metrics_registry(service: Service) -> CollectorRegistry:
 def prometheus_text(registry: CollectorRegistry) -> bytes:
     """The text exposition of ``registry`` (UTF-8)."""
     return generate_latest(registry)
+
+
+class _ExampleService:
+    """Stands in for a :class:`Service` whose every part is present (one camera with every
+    figure known, MQTT and a webhook that both failed once): what the reference lists."""
+
+    def status(self) -> dict[str, Any]:
+        camera: dict[str, Any] = {key: 1 for *_, key in _PER_CAMERA}
+        camera.update(name="pass", status="running", alert=None, latency_p50_ms=1.0,
+                      latency_p95_ms=2.0)  # fmt: skip
+        parts: dict[str, dict[str, Any]] = {"mqtt": {"connected": True}, "webhook": {}}
+        for part, *_, key in _HEALTH:
+            parts[part][key] = 1
+        for figures in parts.values():
+            figures["last_error_at"] = "2026-01-01T00:00:00Z"
+        return {"cameras": [camera], "uptime": 1.0, **parts}
+
+
+def metric_reference() -> list[tuple[str, str, list[str], str]]:
+    """Every metric family a scrape can return, as ``(name, type, labels, help)``, in the
+    order of the exposition: the collector run on a service that has every part. Names
+    are as Prometheus sees them (counters end in ``_total``); ``labels`` are the label
+    names of its samples (``[]`` for none)."""
+    found = []
+    for family in ServiceCollector(_ExampleService()).collect():  # type: ignore[arg-type]
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = sorted({k for sample in family.samples for k in sample.labels})
+        found.append((name, family.type, labels, family.documentation))
+    return found

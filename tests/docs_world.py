@@ -56,12 +56,12 @@ def _frames(video: Path, start: float, seconds: float) -> tuple[list[np.ndarray]
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     cap.set(cv2.CAP_PROP_POS_MSEC, start * 1000.0)
     frames = []
-    while len(frames) < int(round(seconds * fps)):
+    while len(frames) < round(seconds * fps):
         ok, frame = cap.read()
         if not ok:
             break
         h, w = frame.shape[:2]
-        frames.append(cv2.resize(frame, (WIDTH, int(round(h * WIDTH / w / 2)) * 2)))
+        frames.append(cv2.resize(frame, (WIDTH, round(h * WIDTH / w / 2) * 2)))
     cap.release()
     if not frames:
         raise RuntimeError(f"{video}: no frames from {start} s")

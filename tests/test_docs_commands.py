@@ -84,8 +84,9 @@ class Runner:
 
     def run(self, where: str, language: str, code: str, *, exit_code: int = 0,
             background: str | None = None, display: bool = False, checkout: bool = False,
-            timeout: float = 120.0) -> None:  # fmt: skip
-        """Run one block; fails the test with its output when it does not do as marked."""
+            timeout: float = 120.0) -> str:  # fmt: skip
+        """Run one block; fails the test with its output when it does not do as marked.
+        Returns what it printed (stdout, then stderr); a background block returns ""."""
         env = dict(self.env)
         if display:
             env.update(self._display_env())
@@ -101,13 +102,17 @@ class Runner:
         if background:
             log = self.root / f"background-{len(self.background)}.log"
             with log.open("wb") as out:
-                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
             self.background.append((where, proc, log))
             self._wait_up(where, background, proc, log, timeout)
-            return
+            return ""
         started = time.monotonic()
         try:
-            done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False)  # fmt: skip
+            done = subprocess.run(
+                argv, cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(
                 errors="replace"
@@ -123,9 +128,12 @@ class Runner:
                 pytrace=False,
             )
         self.report.append(f"{where}: ran in {time.monotonic() - started:.1f} s")
+        return out
 
     @staticmethod
-    def _wait_up(where: str, url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:  # fmt: skip
+    def _wait_up(
+        where: str, url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -192,15 +200,39 @@ def test_every_block_is_run_or_says_why_not() -> None:
 @pytest.mark.parametrize("page", RUN_PAGES, ids=[str(p.relative_to(REPO)) for p in RUN_PAGES])
 def test_page_commands_run(page: Path, world: Path) -> None:
     """The page's command blocks, in order, in a fresh world."""
+    shown: list[str] = []  # error lines of the page's last ```text block
     with running(world) as runner:
         for block in blocks(page):
+            if block.language == "text":
+                shown = [ln.strip() for ln in block.code.splitlines() if ERROR in ln]
             if not block.runs:
                 if block.not_run:
                     runner.report.append(f"{block.where}: not run: {block.not_run}")
                 continue
-            runner.run(block.where, block.language, block.code, exit_code=block.exit_code,
-                       background=block.background, display=block.display,
-                       checkout=block.checkout, timeout=block.timeout)  # fmt: skip
+            out = runner.run(block.where, block.language, block.code, exit_code=block.exit_code,
+                             background=block.background, display=block.display,
+                             checkout=block.checkout, timeout=block.timeout)  # fmt: skip
+            if block.exit_code != 0:
+                check_failure_output(block.where, out, shown, usage=block.exit_code == 2)
+
+
+ERROR = "scenecls: error:"
+
+
+def check_failure_output(where: str, out: str, shown: list[str], *, usage: bool = True) -> None:
+    """A command that fails prints no traceback, and a wrong command line (``usage``, exit
+    2) says why in one ``scenecls: error:`` line. When the page shows error lines (a
+    ```text block above the command), the line it printed is one of them, word for word.
+    (A run-time failure of some inputs among many lists them instead: no such line.)"""
+    errors = [ln.strip() for ln in out.splitlines() if ln.startswith(ERROR)]
+    assert "Traceback" not in out, f"{where}: a traceback:\n{_tail(out)}"
+    if usage or errors:
+        assert len(errors) == 1, f"{where}: expected one '{ERROR}' line:\n{_tail(out)}"
+    if shown and errors:
+        assert errors[0] in shown, (
+            f"{where}: the page shows\n  " + "\n  ".join(shown)
+            + f"\nabove this command, which printed\n  {errors[0]}"
+        )  # fmt: skip
 
 
 def test_help_examples_run(world: Path) -> None:
@@ -221,6 +253,11 @@ def test_the_runner_fails_a_failing_block(world: Path) -> None:
     that never answers, fail."""
     with running(world) as runner, pytest.raises(pytest.fail.Exception, match="exit 2, expected 0"):
         runner.run("bad", "bash", "scenecls run missing.mp4 --labels a,b\n")
+    with running(world) as runner:
+        out = runner.run("bad", "bash", "scenecls run missing.mp4 --labels a,b\n", exit_code=2)
+        check_failure_output("bad", out, [])
+        with pytest.raises(AssertionError, match="the page shows"):
+            check_failure_output("bad", out, ["scenecls: error: some other message"])
     with running(world) as runner:
         runner.run("exported", "bash", "export SECRET=abc\n")
         runner.run("sees it", "bash", 'test "$SECRET" = abc\n')

@@ -17,7 +17,6 @@ import http.server
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,13 +31,12 @@ import pytest
 
 from scenecls.cli.main import COMMANDS, build_parser
 
+from .test_serve_browser import FLAGS, _chromium
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SITE = DOCS / "_build" / "html"
 REVIEW = SITE / "_review"
-CHROMIUM = os.environ.get("SCENECLS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 @dataclass
@@ -216,14 +214,6 @@ def test_the_readme_links_to_files_that_exist() -> None:
 
 
 # -- in a browser ---------------------------------------------------------------------
-
-
-def _chromium() -> str:
-    if Path(CHROMIUM).is_file():
-        return CHROMIUM
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must install Debian's chromium (no {CHROMIUM}): apt-get install chromium")
-    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (CI installs it)")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

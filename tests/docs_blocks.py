@@ -87,7 +87,8 @@ def blocks(path: Path) -> list[Block]:
     i = 0
     while i < len(lines):
         m = _FENCE.match(lines[i])
-        if not m:
+        if not m or (m["fence"][0] == "`" and "`" in m["info"]):
+            # (a backtick fence's info has no backticks: ```` ```bash ```` is inline code)
             i += 1
             continue
         indent, fence, info = m["indent"], m["fence"], m["info"].strip()

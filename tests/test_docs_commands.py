@@ -266,3 +266,22 @@ def test_the_runner_fails_a_failing_block(world: Path) -> None:
                        background="http://127.0.0.1:9/healthz", timeout=30)  # fmt: skip
         runner.background.clear()
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_blocks_are_read_as_markdown_reads_them(tmp_path: Path) -> None:
+    """Fences, languages and markers as a reader's Markdown sees them: inline code that
+    starts a line is no fence, a fence needs a language, a marker needs its reason."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "- ```` ```bash ````: inline code, not a fence\n\n"
+        "<!-- run: exit 2; timeout 5 -->\n```bash\nscenecls run missing.mp4\n```\n\n"
+        "<!-- not run: -->\n```python\nprint(1)\n```\n\n"
+        "```\nno language\n```\n\n```{toctree}\nintro\n```\n",
+        encoding="utf-8",
+    )
+    found = blocks(page)
+    assert [b.language for b in found] == ["bash", "python", ""]
+    assert (found[0].exit_code, found[0].timeout, found[0].problems) == (2, 5.0, [])
+    assert found[0].code == "scenecls run missing.mp4\n"
+    assert not found[1].runs and "reason" in found[1].problems[0]
+    assert "needs a language" in found[2].problems[0]

@@ -137,3 +137,25 @@ def without_installs(code: str) -> tuple[str, list[str]]:
     joined = code.replace("\\\n", " ")
     steps = [s.strip().rstrip("&;").strip() for s in _PIP.findall(joined)]
     return _PIP.sub(" ", joined), steps
+
+
+def section_blocks(path: Path, heading: str, language: str | None = None) -> list[Block]:
+    """The blocks of ``path`` under the heading that starts with ``heading`` (e.g.
+    ``"## Teaching from the pass"``), up to the next heading of that level or above, read
+    as :func:`blocks` reads them; only those of ``language`` when given. Raises
+    ``LookupError`` when the page has no such heading (a test reading a page's example
+    says so instead of finding nothing)."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(heading)), None)
+    if start is None:
+        raise LookupError(f"{path.relative_to(REPO)} has no heading {heading!r}")
+    end = next(
+        (i for i in range(start + 1, len(lines))
+         if re.match(rf"#{{1,{level}}} ", lines[i])),
+        len(lines),
+    )  # fmt: skip
+    return [
+        b for b in blocks(path)
+        if start < b.line - 1 < end and (language is None or b.language == language)
+    ]  # fmt: skip

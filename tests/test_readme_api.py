@@ -5,28 +5,26 @@ segments and frames files, and the set taught from the moments."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import cv2
 import pytest
 
+from .docs_blocks import section_blocks
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "shapes-clip"
 VIDEO = REPO.parent / "shared" / "media" / "car-detection.mp4"
 API_PAGE = REPO / "docs" / "reference" / "api.md"
-EXAMPLE_HEADING = "\n## An example of each\n"
+EXAMPLE_HEADING = "## An example of each"
 
 
 def _api_example() -> str:
     """The one ```python block of the API page's example section."""
-    text = API_PAGE.read_text(encoding="utf-8")
-    assert EXAMPLE_HEADING in text, f"{API_PAGE} lost its '{EXAMPLE_HEADING.strip()}' section"
-    section = text.split(EXAMPLE_HEADING, 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
-    assert len(blocks) == 1, "the API page's example section should have one ```python block"
-    return blocks[0]
+    found = section_blocks(API_PAGE, EXAMPLE_HEADING, "python")
+    assert len(found) == 1, "the API page's example section should have one ```python block"
+    return found[0].code
 
 
 def test_api_page_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:

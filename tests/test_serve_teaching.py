@@ -31,6 +31,7 @@ from scenecls.serve import teaching
 from scenecls.serve.service import Service
 from scenecls.serve.teaching import ExampleFolder
 
+from .docs_blocks import section_blocks
 from .test_fuzz_api import TOKEN, Api
 
 MODEL = Path(__file__).parent / "fixtures" / "shapes-clip"
@@ -172,13 +173,10 @@ def test_the_docs_curl_example_teaches_the_camera(running: Api) -> None:
     """The curl command under "Teaching from the pass" in docs/kitchen/index.md (once the
     README's), run as written against a real service: it adds the example, and the
     camera's label follows."""
-    import re
     import subprocess
 
     page = Path(__file__).resolve().parents[1] / "docs" / "kitchen" / "index.md"
-    section = page.read_text(encoding="utf-8").split("## Teaching from the pass", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    blocks = [b.code for b in section_blocks(page, "## Teaching from the pass", "bash")]
     command = next((b for b in blocks if b.rstrip().endswith("/api/cameras/pass/examples")), None)
     assert command is not None, "no curl block that posts an example in the section"
     url = str(running.clients[True].make_url("")).rstrip("/")

@@ -21,6 +21,7 @@ import scenecls
 from scenecls.cli import main
 from scenecls.model.taught import ExampleSet, load_taught
 
+from .docs_blocks import section_blocks
 from .outputs import one_line_error, read_jsonl, read_segments
 
 REPO = Path(__file__).resolve().parents[1]
@@ -324,19 +325,16 @@ def test_learning_from_embeddings_needs_no_images(model: scenecls.SceneModel) ->
     assert taught.report["examples"] == 40 and taught.report["seconds"] < 1.0
 
 
-def test_readme_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worked example of docs/teaching.md ("A worked example: the sample videos"), as
     written, on the fixture model: its block that writes the moments files, its teach
     command and its run command, in a folder that sees the sample videos at
-    ``../shared/media`` as the docs' readers (and the docs runner's worlds) do. (The name
-    is kept from when the example was in the README.)"""
-    import re
+    ``../shared/media`` as the docs' readers (and the docs runner's worlds) do."""
     import shlex
     import subprocess
 
-    text = (REPO / "docs" / "teaching.md").read_text(encoding="utf-8")
-    section = text.split("\n## A worked example", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    page = REPO / "docs" / "teaching.md"
+    blocks = [b.code for b in section_blocks(page, "## A worked example", "bash")]
     (write,) = [b for b in blocks if "> bottles.csv" in b]
     (teach,) = [b for b in blocks if b.startswith("scenecls teach ")]
     (run,) = [b for b in blocks if b.startswith("scenecls run ")]

@@ -92,6 +92,21 @@ def real_frames() -> list:  # type: ignore[type-arg]
     return [f for v in VIDEOS for f in sample_frames(v, 3)]
 
 
+@pytest.fixture(autouse=True)
+def _scenecls_logger_restored() -> Iterator[None]:
+    """The ``scenecls`` logger as it was before each test: ``main()`` gives it a stderr
+    handler and stops its propagation (the CLI's own output), which would hide its
+    records from ``caplog`` in every later test (seen with pytest 9.0.3)."""
+    logger = logging.getLogger("scenecls")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    try:
+        yield
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 class LogLines(logging.Handler):
     """The ``scenecls`` logger's records (whatever the CLI did to its propagation):
     ``records``, their messages as ``lines``, and :meth:`having`."""
